@@ -1,0 +1,84 @@
+"""The ``geolink`` command: one module per subcommand under ``geolink.cli``.
+
+Each subcommand module defines ``add_parser(subparsers)`` and ``run(args) -> int``. Modules are
+imported lazily so that ``geolink locate`` never pays for (or needs) the training stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import logging
+import sys
+
+from geolink import __version__
+from geolink.errors import GeoLinkError
+
+# subcommand name -> module under geolink.cli; help text shown in `geolink --help`.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "complexity": ("complexity", "parameters and MACs of the 2D inference path (Table 6)"),
+    "data": ("data", "inspect datasets (summary)"),
+    "synth": ("synth", "generate the synthetic cross-view benchmark"),
+    "reconstruct": ("reconstruct", "offline 3D point clouds per scene from drone images"),
+    "train": ("train", "train GeoLink or the 2D baseline"),
+    "eval": ("eval", "evaluate a checkpoint (R@K, AP, SDM@K) in both directions"),
+    "table": ("table", "render the paper's tables from run folders"),
+    "visualize": ("visualize", "PCA maps, t-SNE, retrieval grids, loss curves"),
+    "demo": ("demo", "the synthetic benchmark end to end, with a report"),
+    "index": ("index", "embed geo-referenced satellite tiles into a FAISS index"),
+    "locate": ("locate", "localize drone images against an index"),
+    "serve": ("serve", "HTTP service + web page for localization"),
+    "export": ("export", "export the 2D encoder (ONNX)"),
+}
+
+
+def _available() -> dict[str, tuple[str, str]]:
+    out = {}
+    for name, (mod, help_) in SUBCOMMANDS.items():
+        if importlib.util.find_spec(f"geolink.cli.{mod}") is not None:
+            out[name] = (mod, help_)
+    return out
+
+
+def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, str | None]:
+    parser = argparse.ArgumentParser(prog="geolink", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"geolink {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    available = _available()
+    # Only import the module of the subcommand being run (fast start, light deployment path).
+    chosen = next((a for a in argv if a in available), None)
+    for name, (mod, help_) in available.items():
+        if name == chosen:
+            importlib.import_module(f"geolink.cli.{mod}").add_parser(sub)
+        else:
+            sub.add_parser(name, help=help_, add_help=False)
+    return parser, chosen
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, chosen = build_parser(argv)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    if chosen is None:
+        parser.print_help()
+        return 0 if not argv else 2
+    module = importlib.import_module(f"geolink.cli.{SUBCOMMANDS[chosen][0]}")
+    try:
+        return int(module.run(args) or 0)
+    except GeoLinkError as e:
+        print(f"geolink {chosen}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"geolink {chosen}: interrupted; finished steps are kept on disk", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""The GeoLink training model: 2D encoder (shared by both views) + 3D branch + objective.
+
+Only ``encode_image`` is used at inference; the 3D branch (Point-NN descriptor -> MME) and the
+losses exist for training.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from geolink.losses.total import GeoLinkLoss, LossConfig
+from geolink.models.image_encoder import ImageEncoder, ImageEncoderConfig
+from geolink.models.mme import MME
+from geolink.models.point_nn import PointNN
+
+
+@dataclass
+class PointBranchConfig:
+    enabled: bool = True  # false = the 2D baseline (CV-Cities)
+    encoder: str = "point_nn"
+    num_points: int = 1024
+    stages: int = 4
+    embed_dim: int = 72
+    k: int = 90
+    alpha: float = 1000.0
+    beta: float = 100.0
+    lga_std: str = "cloud"  # cloud (ours) | batch (original Point-NN)
+    head: str = "mme"  # mme | linear (the "Baseline" row of Table 5 without MME)
+    experts: int = 3
+    expert_channels: int = 1024
+    expert_dilations: list[int] = field(default_factory=list)  # empty = all 1 (released code)
+
+
+@dataclass
+class ModelConfig:
+    image: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
+    point: PointBranchConfig = field(default_factory=PointBranchConfig)
+    logit_scale_init: float = math.log(1 / 0.07)
+
+
+class GeoLink(nn.Module):
+    def __init__(self, cfg: ModelConfig | None = None, loss: LossConfig | None = None):
+        super().__init__()
+        self.cfg = cfg = cfg or ModelConfig()
+        self.image_encoder = ImageEncoder(cfg.image)
+        dim = self.image_encoder.out_dim
+        self.point_encoder: PointNN | None = None
+        self.point_head: nn.Module | None = None
+        p = cfg.point
+        if p.enabled:
+            if p.encoder != "point_nn":
+                raise ValueError(f"unknown point encoder '{p.encoder}' (available: point_nn)")
+            self.point_encoder = PointNN(p.stages, p.embed_dim, p.k, p.alpha, p.beta, p.lga_std)
+            in_dim = self.point_encoder.out_dim
+            if p.head == "mme":
+                self.point_head = MME(
+                    in_dim, p.experts, p.expert_channels, dim, p.expert_dilations or None
+                )
+            elif p.head == "linear":
+                self.point_head = nn.Linear(in_dim, dim)
+            else:
+                raise ValueError(f"unknown point head '{p.head}' (mme | linear)")
+        self.logit_scale = nn.Parameter(torch.tensor(float(cfg.logit_scale_init)))
+        self.criterion = GeoLinkLoss(loss or LossConfig(), dim, with_points=p.enabled)
+
+    def encode_image(self, images: Tensor) -> Tensor:
+        """(B, 3, H, W) -> (B, D) L2-normalised: the 2D-only inference path."""
+        return self.image_encoder(images)
+
+    def encode_points(
+        self, points: Tensor | None = None, point_features: Tensor | None = None
+    ) -> Tensor:
+        """3D embedding (B, D) from raw clouds (B, N, 3) or cached Point-NN descriptors (B, 1152)."""
+        if self.point_head is None or self.point_encoder is None:
+            raise RuntimeError("this model has no 3D branch (model.point.enabled=false)")
+        if point_features is None:
+            if points is None:
+                raise ValueError("encode_points needs points or point_features")
+            point_features = self.point_encoder(points)
+        return self.point_head(point_features)
+
+    def forward(
+        self,
+        drone: Tensor,
+        satellite: Tensor,
+        points: Tensor | None = None,
+        point_features: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        """One training batch of B distinct locations.
+
+        Args:
+            drone, satellite: (B, 3, H, W) images; points: (B, N, 3) clouds or
+            point_features: (B, 1152) cached Point-NN descriptors (3D branch only).
+        Returns:
+            dict with ``drone_emb``, ``satellite_emb`` (B, D), ``point_emb`` (B, D) when the 3D
+            branch is on, every loss term (``nce_*``, ``L_cc``, ``L_sc``, ``L_rd``, ``L_ga``),
+            and the total ``loss``.
+        """
+        # One backbone call for both views: shared weights, half the Python overhead.
+        emb = self.encode_image(torch.cat([drone, satellite]))
+        drone_emb, satellite_emb = emb.split(drone.shape[0])
+        out: dict[str, Tensor] = {"drone_emb": drone_emb, "satellite_emb": satellite_emb}
+        point_emb = None
+        if self.point_head is not None and (points is not None or point_features is not None):
+            point_emb = self.encode_points(points, point_features)
+            out["point_emb"] = point_emb
+        out.update(self.criterion(drone_emb, satellite_emb, point_emb, self.logit_scale))
+        return out
