@@ -23,9 +23,9 @@ from geolink.models.geolink import ModelConfig
 @dataclass
 class DataConfig:
     dataset: str = "synthetic"
-    root: str = ""
+    root: str | None = None
     options: dict[str, Any] = field(default_factory=dict)  # passed to build_dataset
-    points: str = ""  # reconstruction folder holding point_features.safetensors
+    points: str | None = None  # reconstruction folder holding point_features.safetensors
     num_workers: int = 2
 
 
@@ -44,6 +44,11 @@ class TrainConfig:
     device: str = "auto"
     log_every: int = 10
     max_steps_per_epoch: int = 0  # 0 = full epoch; >0 caps steps (CPU demos)
+    eval_every: int = (
+        1  # validate (drone->satellite R@1 on the dataset's test split) every N epochs; 0 = never
+    )
+    eval_max_queries: int = 0  # 0 = all queries; >0 = a fixed, evenly spaced subset (speed)
+    skip_corrupt: bool = False  # replace unreadable training images (reported) instead of stopping
 
 
 @dataclass

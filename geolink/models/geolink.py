@@ -7,6 +7,7 @@ losses exist for training.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -89,12 +90,15 @@ class GeoLink(nn.Module):
         satellite: Tensor,
         points: Tensor | None = None,
         point_features: Tensor | None = None,
+        gather: Callable[[Tensor], Tensor] | None = None,
     ) -> dict[str, Tensor]:
         """One training batch of B distinct locations.
 
         Args:
             drone, satellite: (B, 3, H, W) images; points: (B, N, 3) clouds or
             point_features: (B, 1152) cached Point-NN descriptors (3D branch only).
+            gather: maps local (B, D) embeddings to the global batch before the losses (all-gather
+            across ranks in distributed training) so negatives span every rank's samples.
         Returns:
             dict with ``drone_emb``, ``satellite_emb`` (B, D), ``point_emb`` (B, D) when the 3D
             branch is on, every loss term (``nce_*``, ``L_cc``, ``L_sc``, ``L_rd``, ``L_ga``),
@@ -108,5 +112,8 @@ class GeoLink(nn.Module):
         if self.point_head is not None and (points is not None or point_features is not None):
             point_emb = self.encode_points(points, point_features)
             out["point_emb"] = point_emb
+        if gather is not None:
+            drone_emb, satellite_emb = gather(drone_emb), gather(satellite_emb)
+            point_emb = gather(point_emb) if point_emb is not None else None
         out.update(self.criterion(drone_emb, satellite_emb, point_emb, self.logit_scale))
         return out

@@ -1,0 +1,1 @@
+"""Training (never imported by the deployment path)."""

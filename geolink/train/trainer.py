@@ -1,0 +1,401 @@
+"""``train(cfg, out_dir)``: one training-step code path for every dataset, preset and device.
+
+Run folder: config.yaml (resolved), git.txt, metrics.jsonl, tb/ (TensorBoard),
+checkpoints/{last,best}.safetensors + checkpoints/trainer_state.pt. ``resume=True`` continues
+from the last finished epoch and ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import subprocess
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from geolink.checkpoint import save_model
+from geolink.config import GeoLinkConfig, to_yaml
+from geolink.errors import ConfigError, DataError
+from geolink.models.geolink import GeoLink
+from geolink.train.distributed import DistInfo, cleanup, gather_with_grad, init_distributed
+from geolink.train.optim import build_optimizer, cosine_with_warmup
+from geolink.utils.io import atomic_path, atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+
+def git_sha() -> str:
+    try:
+        root = Path(__file__).resolve().parents[2]
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=5
+        )
+        sha = out.stdout.strip() or "unknown"
+        return sha + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast_for(device: torch.device, amp: bool):
+    """bf16 autocast where supported (CUDA with bf16), else full precision."""
+    if amp and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+class PointFeatureLookup:
+    """Scene key -> cached Point-NN descriptor; with ``--groups K`` reconstructions a location has
+    scenes ``<key>_group<i>`` and one of them is drawn per sample (keyed, reproducible)."""
+
+    def __init__(self, features: dict[str, Tensor]):
+        self.groups: dict[str, list[Tensor]] = {}
+        for key in sorted(features):
+            base = key.rsplit("_group", 1)[0] if "_group" in key else key
+            self.groups.setdefault(base, []).append(features[key])
+
+    def __contains__(self, scene: str) -> bool:
+        return scene in self.groups
+
+    def batch(self, scenes: list[str], draw: list[int]) -> Tensor:
+        return torch.stack([self.groups[s][d % len(self.groups[s])] for s, d in zip(scenes, draw)])
+
+
+class Trainer:
+    def __init__(self, cfg: GeoLinkConfig, out_dir: str | Path, resume: bool = False):
+        self.cfg = cfg
+        self.out = Path(out_dir)
+        self.resume = resume
+        self.device = resolve_device(cfg.train.device)
+        self.dist: DistInfo = init_distributed(self.device.type)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+            torch.cuda.set_device(self.device)
+        seed_everything(cfg.train.seed)
+        self._build_data()
+        self._build_model()
+        self.epoch = 0
+        self.global_step = 0
+        self.best: float | None = None
+        self.ckpt_dir = self.out / "checkpoints"
+        if resume:
+            self._load_state()
+
+    # ---- setup -------------------------------------------------------------------------
+    def _build_data(self) -> None:
+        from geolink.data import build_dataset
+        from geolink.data.samplers import DistinctLocationBatchSampler
+        from geolink.data.torch_datasets import PairDataset
+
+        c = self.cfg
+        if not c.data.root:
+            raise ConfigError("data.root is empty: pass data.root=/path/to/dataset")
+        self.dataset = build_dataset(c.data.dataset, c.data.root, **dict(c.data.options))
+        pairs = self.dataset.train_pairs()
+        self.points: PointFeatureLookup | None = None
+        if c.model.point.enabled:
+            pairs = self._attach_points(pairs)
+        self.pairs = pairs
+        img = c.model.image.img_size
+        self.train_set = PairDataset(
+            pairs, img_size=img, seed=c.train.seed, skip_corrupt=c.train.skip_corrupt
+        )
+        self.sampler = DistinctLocationBatchSampler(
+            self.train_set.labels,
+            c.train.batch_size,
+            seed=c.train.seed,
+            num_replicas=self.dist.world_size,
+            rank=self.dist.rank,
+        )
+        self.steps_per_epoch = len(self.sampler.plan(0))
+        if c.train.max_steps_per_epoch > 0:
+            self.steps_per_epoch = min(self.steps_per_epoch, c.train.max_steps_per_epoch)
+        if self.steps_per_epoch == 0:
+            raise DataError("the training split yields no full batch; lower train.batch_size")
+
+    def _attach_points(self, pairs: list) -> list:
+        from geolink.recon.features import load_point_features
+
+        if not self.cfg.data.points:
+            raise ConfigError(
+                "the 3D branch needs cached point features: pass data.points=RECON_DIR (the "
+                "output of `geolink reconstruct`), or model.point.enabled=false for the 2D baseline"
+            )
+        self.points = PointFeatureLookup(load_point_features(self.cfg.data.points))
+        kept = [p for p in pairs if p.scene in self.points]
+        dropped = len({p.scene for p in pairs} - {p.scene for p in kept})
+        if not kept:
+            raise DataError(
+                f"none of the {len(pairs)} training pairs has a point cloud in {self.cfg.data.points}"
+                " (scene keys do not match the dataset's locations)"
+            )
+        if dropped:
+            logger.warning("%d training locations have no point cloud and are skipped", dropped)
+        return kept
+
+    def _build_model(self) -> None:
+        c = self.cfg
+        model = GeoLink(c.model, c.loss).to(self.device)
+        self.model = model
+        club = set(map(id, model.criterion.club_parameters()))
+        params = [p for p in model.parameters() if p.requires_grad and id(p) not in club]
+        self.optimizer = build_optimizer(c.train, params)
+        total = c.train.epochs * self.steps_per_epoch
+        warmup = int(round(c.train.warmup_epochs * self.steps_per_epoch))
+        self.scheduler = cosine_with_warmup(
+            self.optimizer, total, warmup, c.train.lr, c.train.min_lr
+        )
+        self.club_optimizer = None
+        if c.loss.club_train and model.criterion.club_parameters():
+            self.club_optimizer = torch.optim.Adam(
+                model.criterion.club_parameters(), lr=c.loss.club_lr
+            )
+        self.ddp: nn.Module = model
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    # ---- state -------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "best": self.best,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "club_optimizer": self.club_optimizer.state_dict() if self.club_optimizer else None,
+            "sampler": self.sampler.state_dict(consumed=0),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def _save(self, metric: float | None) -> None:
+        if not self.dist.is_main:
+            return
+        extra = {"epoch": self.epoch, "global_step": self.global_step, "metric": metric}
+        yaml = to_yaml(self.cfg)
+        save_model(self.model, self.ckpt_dir / "last.safetensors", yaml, extra)
+        if metric is None or self.best is None or metric >= self.best:
+            self.best = metric if metric is not None else self.best
+            save_model(self.model, self.ckpt_dir / "best.safetensors", yaml, extra)
+        with atomic_path(self.ckpt_dir / "trainer_state.pt") as tmp:
+            torch.save(self._state(), tmp)
+
+    def _load_state(self) -> None:
+        from safetensors.torch import load_file
+
+        state_path = self.ckpt_dir / "trainer_state.pt"
+        weights = self.ckpt_dir / "last.safetensors"
+        if not state_path.is_file() or not weights.is_file():
+            logger.info("nothing to resume in %s: starting from scratch", self.ckpt_dir)
+            return
+        self.model.load_state_dict(load_file(str(weights), device=str(self.device)))
+        st = torch.load(state_path, map_location=self.device, weights_only=True)
+        self.optimizer.load_state_dict(st["optimizer"])
+        self.scheduler.load_state_dict(st["scheduler"])
+        if self.club_optimizer and st["club_optimizer"]:
+            self.club_optimizer.load_state_dict(st["club_optimizer"])
+        self.sampler.load_state_dict(st["sampler"])
+        torch.set_rng_state(st["torch_rng"].cpu())
+        if st["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in st["cuda_rng"]])
+        self.epoch, self.global_step, self.best = st["epoch"], st["global_step"], st["best"]
+        self._truncate_metrics()
+        logger.info("resumed from %s at epoch %d", self.ckpt_dir, self.epoch)
+
+    def _truncate_metrics(self) -> None:
+        """Drop metric lines logged after the checkpoint we resume from (an interrupted epoch)."""
+        path = self.out / "metrics.jsonl"
+        if not path.is_file() or not self.dist.is_main:
+            return
+        keep = []
+        for line in path.read_text().splitlines():
+            try:
+                r = json.loads(line)
+            except ValueError:
+                continue  # a line cut by the interruption
+            done = r.get("epoch", 0) < self.epoch if r.get("kind") == "train" else True
+            if done and (r.get("kind") != "epoch" or r.get("epoch", 0) <= self.epoch):
+                keep.append(line)
+        atomic_write_text(path, "".join(k + "\n" for k in keep))
+
+    # ---- the one training step ----------------------------------------------------------
+    def step(self, batch: dict[str, Any]) -> dict[str, float]:
+        c = self.cfg
+        drone = batch["drone"].to(self.device, non_blocking=True)
+        satellite = batch["satellite"].to(self.device, non_blocking=True)
+        pf = None
+        if self.points is not None:
+            draw = [int(i) + 7919 * self.epoch for i in batch["index"]]
+            pf = self.points.batch(list(batch["scene"]), draw).to(self.device)
+        self.ddp.train()
+        gather = gather_with_grad if self.dist.enabled else None
+        with autocast_for(self.device, c.train.amp):
+            out = self.ddp(drone, satellite, point_features=pf, gather=gather)
+        self.optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        if c.train.grad_clip > 0:
+            nn.utils.clip_grad_value_(self.model.parameters(), c.train.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        if self.club_optimizer is not None and "point_emb" in out:
+            self._club_steps(out)
+        return {k: float(v.detach()) for k, v in out.items() if v.dim() == 0}
+
+    def _club_steps(self, out: dict[str, Tensor]) -> None:
+        crit = self.model.criterion
+        for _ in range(self.cfg.loss.club_steps):
+            self.club_optimizer.zero_grad(set_to_none=True)
+            nll = crit.club_learning_loss(out["drone_emb"], out["satellite_emb"], out["point_emb"])
+            nll.float().backward()
+            self.club_optimizer.step()
+
+    # ---- loop ---------------------------------------------------------------------------
+    def fit(self, stop_after_epoch: int | None = None) -> Path:
+        c = self.cfg
+        self._write_run_info()
+        writer = self._tensorboard()
+        loader = DataLoader(
+            self.train_set,
+            batch_sampler=self.sampler,
+            num_workers=c.data.num_workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+        )
+        while self.epoch < c.train.epochs:
+            self.sampler.set_epoch(self.epoch)
+            self.train_set.set_epoch(self.epoch)
+            t0 = time.perf_counter()
+            self._run_epoch(loader, writer)
+            self.epoch += 1
+            metric = self._validate() if self._should_validate() else None
+            self._save(metric)
+            record = {"kind": "epoch", "epoch": self.epoch, "seconds": time.perf_counter() - t0}
+            if metric is not None:
+                record["val_R@1"] = metric
+            self._log(record, writer)
+            if stop_after_epoch is not None and self.epoch >= stop_after_epoch:
+                break
+        if writer is not None:
+            writer.close()
+        cleanup()
+        return self.out
+
+    def _run_epoch(self, loader: DataLoader, writer: Any) -> None:
+        c = self.cfg
+        bar = tqdm(
+            total=self.steps_per_epoch,
+            desc=f"epoch {self.epoch + 1}/{c.train.epochs}",
+            disable=not self.dist.is_main,
+            leave=False,
+        )
+        t_last, n_img = time.perf_counter(), 0
+        for i, batch in enumerate(loader):
+            if i >= self.steps_per_epoch:
+                break
+            terms = self.step(batch)
+            self.global_step += 1
+            n_img += 2 * len(batch["label"]) * self.dist.world_size
+            bar.update(1)
+            bar.set_postfix(loss=f"{terms['loss']:.3f}")
+            if self.global_step % c.train.log_every == 0 or i == self.steps_per_epoch - 1:
+                now = time.perf_counter()
+                terms.update(
+                    kind="train",
+                    epoch=self.epoch,
+                    step=self.global_step,
+                    lr=self.scheduler.get_last_lr()[0],
+                    logit_scale=float(self.model.logit_scale.detach()),
+                    img_per_s=n_img / max(now - t_last, 1e-9),
+                )
+                t_last, n_img = now, 0
+                self._log(terms, writer)
+        bar.close()
+
+    def _should_validate(self) -> bool:
+        every = self.cfg.train.eval_every
+        return every > 0 and (self.epoch % every == 0 or self.epoch == self.cfg.train.epochs)
+
+    def _validate(self) -> float | None:
+        """drone->satellite R@1 on the training dataset's own test split (model selection)."""
+        from geolink.evaluate.embed import embed_images
+        from geolink.evaluate.metrics import retrieval_metrics
+
+        sets = [s for s in self.dataset.eval_sets("drone2satellite") if s.queries]
+        if not sets or not self.dist.is_main:
+            return None
+        s = sets[0]
+        q_idx = np.arange(len(s.queries))
+        if 0 < self.cfg.train.eval_max_queries < len(q_idx):
+            q_idx = np.linspace(0, len(q_idx) - 1, self.cfg.train.eval_max_queries).astype(int)
+        enc = self.model.image_encoder
+        img, bs = self.cfg.model.image.img_size, max(2 * self.cfg.train.batch_size, 8)
+        q = embed_images(enc, [s.queries[i] for i in q_idx], img, bs, device=self.device)
+        g = embed_images(enc, s.gallery, img, bs, device=self.device)
+        m = retrieval_metrics(q, g, [s.query_labels[i] for i in q_idx], s.gallery_labels)
+        return float(m["R@1"])
+
+    def _write_run_info(self) -> None:
+        if not self.dist.is_main:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.out / "config.yaml", to_yaml(self.cfg))
+        atomic_write_text(self.out / "git.txt", git_sha() + "\n")
+
+    def _tensorboard(self) -> Any:
+        if not self.dist.is_main:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            logger.warning("tensorboard is not installed: no TensorBoard events")
+            return None
+        return SummaryWriter(str(self.out / "tb"))
+
+    def _log(self, record: dict[str, Any], writer: Any) -> None:
+        if not self.dist.is_main:
+            return
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if writer is not None:
+            step = record.get("step", self.global_step)
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k not in ("step", "epoch"):
+                    writer.add_scalar(f"{record['kind']}/{k}", v, step)
+
+
+def train(
+    cfg: GeoLinkConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    stop_after_epoch: int | None = None,
+) -> Path:
+    """Train a GeoLink (or, with ``model.point.enabled=false``, the 2D baseline) run.
+
+    Returns the run folder. ``stop_after_epoch`` ends the run early after that many epochs
+    (used to test that resuming reproduces an uninterrupted run).
+    """
+    return Trainer(cfg, out_dir, resume=resume).fit(stop_after_epoch=stop_after_epoch)
