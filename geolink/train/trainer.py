@@ -81,7 +81,9 @@ class PointFeatureLookup:
         return scene in self.groups
 
     def batch(self, scenes: list[str], draw: list[int]) -> Tensor:
-        return torch.stack([self.groups[s][d % len(self.groups[s])] for s, d in zip(scenes, draw)])
+        return torch.stack(
+            [self.groups[s][d % len(self.groups[s])] for s, d in zip(scenes, draw, strict=True)]
+        )
 
 
 class Trainer:
