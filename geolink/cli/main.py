@@ -18,7 +18,7 @@ from geolink.errors import GeoLinkError
 # subcommand name -> module under geolink.cli; help text shown in `geolink --help`.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "complexity": ("complexity", "parameters and MACs of the 2D inference path (Table 6)"),
-    "data": ("data", "inspect datasets (summary)"),
+    "data": ("data", "inspect datasets (summary) and write weather copies"),
     "synth": ("synth", "generate the synthetic cross-view benchmark"),
     "reconstruct": ("reconstruct", "offline 3D point clouds per scene from drone images"),
     "train": ("train", "train GeoLink or the 2D baseline"),

@@ -1,0 +1,153 @@
+"""torch ``Dataset`` wrappers: training pairs and evaluation image lists.
+
+Randomness is keyed, not global: the flip and the albumentations draws of item ``i`` in epoch
+``e`` depend only on ``(seed, e, i)``, so results do not depend on the number of DataLoader
+workers and a resumed run sees the same augmentations as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from geolink.data.base import Pair
+from geolink.data.images import load_image
+from geolink.data.transforms import eval_transforms, train_transforms
+from geolink.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+def _item_seed(*parts: int) -> int:
+    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(1)[0])
+
+
+class PairDataset(Dataset):
+    """Training pairs -> ``{"drone": (3, S, S), "satellite": (3, S, S), "label", "index", "scene"}``.
+
+    Both images are flipped horizontally together with probability ``flip_p``; the satellite
+    transform rotates by a multiple of 90 degrees (see :func:`train_transforms`).
+    ``skip_corrupt``: an unreadable image is logged, recorded in ``self.corrupt`` (per process)
+    and replaced by the next pair; otherwise it raises :class:`DataError` naming the file.
+    """
+
+    def __init__(
+        self,
+        pairs: Sequence[Pair],
+        img_size: int = 224,
+        drone_transform: Callable | None = None,
+        satellite_transform: Callable | None = None,
+        flip_p: float = 0.5,
+        seed: int = 0,
+        skip_corrupt: bool = False,
+        satellite_size: int | None = None,
+    ):
+        if not pairs:
+            raise DataError("no training pairs: the dataset's training split is empty")
+        self.pairs = list(pairs)
+        self.drone_transform = drone_transform or train_transforms(img_size, "drone")
+        self.satellite_transform = satellite_transform or train_transforms(
+            satellite_size or img_size, "satellite"
+        )
+        self.flip_p = flip_p
+        self.seed = seed
+        self.epoch = 0
+        self.skip_corrupt = skip_corrupt
+        self.corrupt: list[str] = []
+
+    @property
+    def labels(self) -> list[int]:
+        return [p.label for p in self.pairs]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        for attempt in range(len(self.pairs)):
+            i = (index + attempt) % len(self.pairs)
+            pair = self.pairs[i]
+            try:
+                drone, satellite = load_image(pair.drone), load_image(pair.satellite)
+            except DataError as e:
+                if not self.skip_corrupt:
+                    raise
+                log.warning("skipping pair %d: %s", i, e)
+                self.corrupt.append(str(e))
+                continue
+            return self._make(index, pair, drone, satellite)
+        raise DataError("every training image failed to load")
+
+    def _make(self, index: int, pair: Pair, drone: np.ndarray, satellite: np.ndarray) -> dict:
+        seed = _item_seed(self.seed, self.epoch, index)
+        rng = np.random.default_rng(seed)
+        if rng.random() < self.flip_p:
+            drone, satellite = drone[:, ::-1], satellite[:, ::-1]
+        for t, s in ((self.drone_transform, seed), (self.satellite_transform, seed + 1)):
+            if hasattr(t, "set_random_seed"):
+                t.set_random_seed(s)
+        return {
+            "drone": self.drone_transform(image=np.ascontiguousarray(drone))["image"],
+            "satellite": self.satellite_transform(image=np.ascontiguousarray(satellite))["image"],
+            "label": pair.label,
+            "index": index,
+            "scene": pair.scene,
+        }
+
+
+class ImageListDataset(Dataset):
+    """Evaluation images -> ``{"image": (3, S, S), "index": int}``.
+
+    ``weather`` (a condition of :mod:`geolink.data.weather`) is applied to the loaded image
+    before ``transform``, keyed by :func:`geolink.data.weather.weather_key` of the path, so it
+    is identical on every run and matches images written by ``write_weather``.
+    ``skip_corrupt``: an unreadable image yields a zero image and ``"valid": False``.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        transform: Callable | None = None,
+        weather: str | None = None,
+        skip_corrupt: bool = False,
+        img_size: int = 224,
+    ):
+        self.paths = [Path(p) for p in paths]
+        self.transform = transform or eval_transforms(img_size)
+        if weather is not None:
+            from geolink.data.weather import check_condition
+
+            check_condition(weather)
+        self.weather = weather
+        self.skip_corrupt = skip_corrupt
+        self.img_size = img_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        path = self.paths[index]
+        try:
+            image = load_image(path)
+        except DataError as e:
+            if not self.skip_corrupt:
+                raise
+            log.warning("corrupt image replaced by zeros: %s", e)
+            out = self.transform(image=np.zeros((self.img_size, self.img_size, 3), np.uint8))
+            return {"image": out["image"], "index": index, "valid": False}
+        if self.weather is not None:
+            from geolink.data.weather import apply_weather, weather_key
+
+            image = apply_weather(image, self.weather, weather_key(path))
+        image = self.transform(image=image)["image"]
+        if not isinstance(image, torch.Tensor):
+            image = torch.as_tensor(image)
+        return {"image": image, "index": index, "valid": True}

@@ -1,0 +1,148 @@
+"""University-1652 reader (native layout, nothing downloaded).
+
+Also reads every region of the synthetic benchmark, which is written in this layout (plus a
+``gps.csv`` that gives each location's lat/lon).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from geolink.data.base import (
+    CrossViewDataset,
+    LayoutReport,
+    Pair,
+    RetrievalSet,
+    list_location_folders,
+    make_retrieval_set,
+    pairs_from_folders,
+    parse_directions,
+    require_dir,
+)
+from geolink.errors import DataError
+
+LAYOUT = """\
+  ROOT/
+    train/drone/<loc>/image-01.jpeg ...        (drone views of each training location)
+    train/satellite/<loc>/<loc>.jpg            (one satellite tile per training location)
+    test/query_drone/<loc>/...   test/gallery_satellite/<loc>/...
+    test/query_satellite/<loc>/... test/gallery_drone/<loc>/...
+    gps.csv (optional: name,lat,lon per location)
+  <loc> is a location id such as 0839; train and test locations are disjoint."""
+
+TRAIN_FOLDERS = ("drone", "satellite")
+TEST_FOLDERS = ("query_drone", "gallery_satellite", "query_satellite", "gallery_drone")
+
+
+def read_gps_csv(path: Path) -> dict[str, tuple[float, float]]:
+    """Read a ``name,lat,lon`` CSV (header required; extra columns ignored) -> {name: (lat, lon)}."""
+    out: dict[str, tuple[float, float]] = {}
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            fields = [c.strip().lower() for c in reader.fieldnames or []]
+            if not {"name", "lat", "lon"} <= set(fields):
+                raise DataError(
+                    f"{path}: header is {reader.fieldnames}; expected a header with columns "
+                    "name,lat,lon"
+                )
+            reader.fieldnames = fields
+            for line_no, row in enumerate(reader, start=2):
+                try:
+                    lat, lon = float(row["lat"]), float(row["lon"])
+                except (TypeError, ValueError):
+                    raise DataError(
+                        f"{path}:{line_no}: lat/lon must be numbers, got {row.get('lat')!r}, "
+                        f"{row.get('lon')!r}"
+                    ) from None
+                if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+                    raise DataError(f"{path}:{line_no}: lat {lat} / lon {lon} out of range")
+                out[str(row["name"]).strip()] = (lat, lon)
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not a UTF-8 text CSV") from None
+    return out
+
+
+class University1652(CrossViewDataset):
+    """``university1652``: train/{drone,satellite}, test/{query,gallery}_{drone,satellite}.
+
+    Options: ``label_prefix`` prepends a namespace to every location id (the synthetic dataset
+    uses ``"<region>/"``).
+    """
+
+    name = "university1652"
+    layout = LAYOUT
+
+    def __init__(self, root: str | Path, label_prefix: str = ""):
+        super().__init__(root)
+        self.prefix = label_prefix
+        if not (self.root / "train").is_dir() and not (self.root / "test").is_dir():
+            raise DataError(
+                f"{self.name} root {self.root} has neither a train/ nor a test/ folder.\n"
+                f"Expected layout:\n{LAYOUT}"
+            )
+        gps = self.root / "gps.csv"
+        self._coords = read_gps_csv(gps) if gps.is_file() else {}
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _folder(self, split: str, folder: str, required: bool = True) -> dict[str, list[Path]]:
+        path = self.root / split / folder
+        if required:
+            require_dir(path, f"{self.name} {split}/{folder}", LAYOUT)
+        locs = list_location_folders(path)
+        if self.prefix:
+            locs = {self.prefix + k: v for k, v in locs.items()}
+        return locs
+
+    # -- public API --------------------------------------------------------------------------
+    def train_pairs(self) -> list[Pair]:
+        drone = self._folder("train", "drone")
+        satellite = self._folder("train", "satellite")
+        return pairs_from_folders(drone, satellite)
+
+    def eval_sets(self, direction: str = "both") -> list[RetrievalSet]:
+        sets = []
+        coords = self.coordinates()
+        for d in parse_directions(direction):
+            if d == "drone2satellite":
+                q, g = (
+                    self._folder("test", "query_drone"),
+                    self._folder("test", "gallery_satellite"),
+                )
+                sets.append(make_retrieval_set(d, q, g, "drone", "satellite", coords))
+            else:
+                q, g = (
+                    self._folder("test", "query_satellite"),
+                    self._folder("test", "gallery_drone"),
+                )
+                sets.append(make_retrieval_set(d, q, g, "satellite", "drone", coords))
+        return sets
+
+    def scenes(self, split: str = "train") -> dict[str, list[Path]]:
+        if split == "train":
+            return self._folder("train", "drone")
+        if split == "test":
+            return self._folder("test", "query_drone")
+        raise DataError(f"unknown split '{split}'; expected train or test")
+
+    def coordinates(self) -> dict[str, tuple[float, float]]:
+        return {self.prefix + k: v for k, v in self._coords.items()}
+
+    def _report(self) -> LayoutReport:
+        report = LayoutReport()
+        for split, folders in (("train", TRAIN_FOLDERS), ("test", TEST_FOLDERS)):
+            for folder in folders:
+                locs = self._folder(split, folder, required=False)
+                report.add(split, folder, locs, self.root / split / folder)
+        tr = report.folders["train"]
+        if tr["drone"]["locations"] and tr["satellite"]["locations"]:
+            d = set(self._folder("train", "drone", False))
+            s = set(self._folder("train", "satellite", False))
+            if d != s:
+                report.problems.append(
+                    f"{len(d ^ s)} training location(s) have drone or satellite images only"
+                )
+        return report
