@@ -97,6 +97,8 @@ def load_config(
     """Build a validated config. Raises ConfigError naming the offending key or value."""
     cfg = OmegaConf.structured(GeoLinkConfig)
     OmegaConf.set_struct(cfg, True)
+    # Dataset options are free-form (each reader checks its own names strictly).
+    OmegaConf.set_struct(cfg.data.options, False)
     layers: list[tuple[str, DictConfig]] = []
     if preset:
         layers += [(f"preset '{preset}'", c) for c in _load_preset(preset)]
@@ -135,6 +137,7 @@ def from_yaml(text: str) -> GeoLinkConfig:
     """Parse a resolved config (as written into run folders / checkpoints), strictly."""
     base = OmegaConf.structured(GeoLinkConfig)
     OmegaConf.set_struct(base, True)
+    OmegaConf.set_struct(base.data.options, False)
     try:
         return OmegaConf.to_object(OmegaConf.merge(base, OmegaConf.create(text)))  # type: ignore[return-value]
     except OmegaConfBaseException as e:

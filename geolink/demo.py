@@ -1,0 +1,275 @@
+"""``geolink demo``: the synthetic benchmark end to end, ending in a report.
+
+Stages (each resumable: a finished stage is recorded in ``stages.json`` and skipped on re-run):
+synthesize regions -> reconstruct point clouds of the training region with COLMAP -> cache
+Point-NN features -> train the 2D baseline and GeoLink on one region -> evaluate both zero-shot
+on the other regions (both directions) and under the paper's four weather conditions -> figures
+-> ``report.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from geolink.utils.io import atomic_write_json
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DemoConfig:
+    synth_preset: str = "demo"
+    seed: int = 0
+    train_region: str = ""  # empty = the first region of the benchmark
+    recon_backend: str = "colmap"
+    recon_workers: int = 2
+    geolink_preset: str = "cpu"
+    baseline_preset: str = "cpu_baseline"
+    train_overrides: list[str] = field(default_factory=list)
+    conditions: tuple[str, ...] = ("fog_rain", "fog_snow", "rain_snow", "wind")
+    eval_batch_size: int = 32
+
+
+QUICK = dict(
+    synth_preset="tiny",
+    geolink_preset="cpu",
+    baseline_preset="cpu_baseline",
+    train_overrides=[
+        "train.epochs=2",
+        "train.batch_size=2",
+        "model.image.backbone=test_vit",
+        "model.image.img_size=56",
+        "model.image.mix_out_channels=32",
+        "model.image.mix_out_rows=2",
+        "model.point.expert_channels=16",
+        "loss.club_hidden=64",
+    ],
+    conditions=("fog_rain", "wind"),
+)
+
+
+class Stages:
+    """Runs named stages once; records status and seconds in ``stages.json``."""
+
+    def __init__(self, out: Path):
+        self.path = out / "stages.json"
+        self.state: dict[str, Any] = (
+            json.loads(self.path.read_text()) if self.path.is_file() else {}
+        )
+
+    def run(self, name: str, fn: Callable[[], Any]) -> Any:
+        if self.state.get(name, {}).get("status") == "done":
+            logger.info(
+                "demo: stage '%s' already done (%.0f s), skipping",
+                name,
+                self.state[name]["seconds"],
+            )
+            return self.state[name].get("result")
+        logger.info("demo: stage '%s' ...", name)
+        t0 = time.perf_counter()
+        result = fn()
+        self.state[name] = {"status": "done", "seconds": time.perf_counter() - t0, "result": result}
+        atomic_write_json(self.path, self.state)
+        return result
+
+    def seconds(self) -> dict[str, float]:
+        return {k: v["seconds"] for k, v in self.state.items() if v.get("status") == "done"}
+
+
+def _regions(data_dir: Path) -> list[str]:
+    return list(json.loads((data_dir / "synth.json").read_text())["regions"])
+
+
+def run_demo(out: str | Path, quick: bool = False, cfg: DemoConfig | None = None) -> Path:
+    """Run (or resume) the demo into ``out``; returns the path of ``report.md``."""
+    cfg = cfg or (DemoConfig(**QUICK) if quick else DemoConfig())
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_path = out / "demo_config.json"
+    if cfg_path.is_file() and json.loads(cfg_path.read_text()) != json.loads(
+        json.dumps(asdict(cfg))
+    ):
+        from geolink.errors import ConfigError
+
+        raise ConfigError(
+            f"{out} holds a demo run with other settings ({cfg_path}); use another --out or "
+            "delete the folder"
+        )
+    atomic_write_json(cfg_path, asdict(cfg))
+    stages = Stages(out)
+    data_dir, recon_dir, runs = out / "data", out / "recon", out / "runs"
+
+    stages.run("synthesize", lambda: str(_synthesize(cfg, data_dir)))
+    regions = _regions(data_dir)
+    train_region = cfg.train_region or regions[0]
+    targets = [r for r in regions if r != train_region]
+    stages.run("reconstruct", lambda: _reconstruct(cfg, data_dir, train_region, recon_dir))
+    for kind in ("baseline", "geolink"):
+        stages.run(
+            f"train_{kind}",
+            lambda kind=kind: str(
+                _train(cfg, kind, data_dir, train_region, recon_dir, runs / kind)
+            ),
+        )
+    for kind in ("baseline", "geolink"):
+        stages.run(
+            f"evaluate_{kind}",
+            lambda kind=kind: _evaluate(cfg, runs / kind, data_dir, [train_region, *targets]),
+        )
+    stages.run("figures", lambda: _figures(cfg, out, data_dir, recon_dir, runs, targets))
+    from geolink.report import write_report
+
+    return write_report(out, cfg, train_region, targets, stages.seconds())
+
+
+def _synthesize(cfg: DemoConfig, data_dir: Path) -> Path:
+    from geolink.data.synthetic import generate
+
+    return generate(data_dir, preset=cfg.synth_preset, seed=cfg.seed)
+
+
+def _reconstruct(cfg: DemoConfig, data_dir: Path, region: str, recon_dir: Path) -> dict:
+    from geolink.data import build_dataset
+    from geolink.recon.pipeline import main as reconstruct
+
+    ds = build_dataset("synthetic", data_dir, regions=[region])
+    conf = {"backend": cfg.recon_backend, "workers": cfg.recon_workers}
+    manifest = json.loads(reconstruct(conf, ds, recon_dir).read_text())
+    return manifest.get("summary", {})
+
+
+def _train(cfg: DemoConfig, kind: str, data_dir: Path, region: str, recon: Path, run: Path) -> Path:
+    from geolink.config import load_config
+    from geolink.train.trainer import train
+
+    preset = cfg.geolink_preset if kind == "geolink" else cfg.baseline_preset
+    over = [
+        "data.dataset=synthetic",
+        f"data.root={data_dir}",
+        f"data.options.regions=[{region}]",
+        f"train.seed={cfg.seed}",
+        *cfg.train_overrides,
+    ]
+    if kind == "geolink":
+        over.append(f"data.points={recon}")
+    else:
+        over.append("model.point.enabled=false")
+    resume = (run / "checkpoints" / "trainer_state.pt").is_file()
+    return train(load_config(preset, over), run, resume=resume)
+
+
+def _evaluate(cfg: DemoConfig, run: Path, data_dir: Path, regions: list[str]) -> dict:
+    from geolink.checkpoint import load_image_encoder
+    from geolink.data import build_dataset
+    from geolink.evaluate.evaluator import evaluate
+
+    encoder, meta = load_image_encoder(run / "checkpoints" / "best.safetensors")
+    summary = {}
+    for i, region in enumerate(regions):
+        ds = build_dataset("synthetic", data_dir, regions=[region])
+        # Weather on the cross-region targets only (Table 4 is a cross-area setting).
+        conds = ["clean"] + (list(cfg.conditions) if i > 0 else [])
+        res = evaluate(
+            encoder,
+            ds,
+            directions="both",
+            conditions=["clean"],
+            out_dir=run / "eval" / region,
+            dataset_name=region,
+            batch_size=cfg.eval_batch_size,
+            model_key=meta["sha256"],
+            cache_dir=run / "eval" / "cache",
+        )
+        if len(conds) > 1:
+            res = evaluate(
+                encoder,
+                ds,
+                directions="drone2satellite",
+                conditions=conds,
+                out_dir=run / "eval" / region,
+                dataset_name=region,
+                batch_size=cfg.eval_batch_size,
+                model_key=meta["sha256"],
+                cache_dir=run / "eval" / "cache",
+            )
+        summary[region] = res["metrics_path"]
+    return summary
+
+
+def _figures(
+    cfg: DemoConfig, out: Path, data_dir: Path, recon_dir: Path, runs: Path, targets: list[str]
+) -> dict[str, str]:
+    """Pictures for the report; a figure that fails is logged and left out, never fatal."""
+    fig = out / "figures"
+    fig.mkdir(parents=True, exist_ok=True)
+    made: dict[str, str] = {}
+
+    def attempt(name: str, fn: Callable[[], Any]) -> None:
+        try:
+            fn()
+            made[name] = str(fig / f"{name}.png")
+        except Exception as e:  # noqa: BLE001 - a picture must not sink the demo
+            logger.warning("demo: figure '%s' failed: %s", name, e)
+
+    attempt("contact_sheet", lambda: _contact_sheet(data_dir, fig / "contact_sheet.png"))
+    attempt("point_clouds", lambda: _point_clouds(recon_dir, fig / "point_clouds.png"))
+    attempt("loss_curves", lambda: _loss_curves(runs, fig / "loss_curves.png"))
+    attempt("tsne", lambda: _tsne(runs, data_dir, targets[0], fig / "tsne.png", cfg.seed))
+    attempt(
+        "retrieval_geolink",
+        lambda: _retrieval(runs / "geolink", targets[0], fig / "retrieval_geolink.png"),
+    )
+    return made
+
+
+def _contact_sheet(data_dir: Path, png: Path) -> None:
+    from geolink.data.synthetic.contact_sheet import contact_sheet
+
+    contact_sheet(data_dir, png, locations_per_region=1, drone_views=3, tile=160)
+
+
+def _point_clouds(recon_dir: Path, png: Path) -> None:
+    from geolink.recon.preview import render_preview
+
+    render_preview(recon_dir, png, max_scenes=3)
+
+
+def _loss_curves(runs: Path, png: Path) -> None:
+    from geolink.viz.curves import loss_curves
+
+    loss_curves(
+        [runs / "baseline", runs / "geolink"],
+        png,
+        keys=["loss", "nce_dro_sat", "nce_dro_pc", "nce_sat_pc", "L_ga", "L_rd"],
+        labels=["baseline", "GeoLink"],
+        overwrite=True,
+    )
+
+
+def _tsne(runs: Path, data_dir: Path, region: str, png: Path, seed: int) -> None:
+    from geolink.checkpoint import load_image_encoder
+    from geolink.data import build_dataset
+    from geolink.viz.tsne import select_locations, tsne_figure, tsne_panel
+
+    rs = build_dataset("synthetic", data_dir, regions=[region]).eval_sets("drone2satellite")[0]
+    locs = select_locations(rs.query_labels, rs.gallery_labels, 8, seed=seed)
+    panels = []
+    for kind, title in (("baseline", "2D baseline"), ("geolink", "GeoLink")):
+        enc, _ = load_image_encoder(runs / kind / "checkpoints" / "best.safetensors")
+        panels.append(tsne_panel(enc, rs, locs, f"{title} ({region})", perplexity=10.0, seed=seed))
+    tsne_figure(panels, png, overwrite=True)
+
+
+def _retrieval(run: Path, region: str, png: Path) -> None:
+    from geolink.viz.retrieval_grid import read_topk_csv, retrieval_grid, select_rows
+
+    csvs = sorted((run / "eval" / region).glob("topk_drone2satellite*.csv"))
+    clean = [c for c in csvs if c.stem == "topk_drone2satellite"] or csvs
+    rows = read_topk_csv(clean[0])
+    retrieval_grid(select_rows(rows, 6, select="random", seed=0), png, k=5, overwrite=True)
