@@ -27,7 +27,7 @@ class LossConfig:
     use_sc: bool = True  # L_sc
     lambda_sc: float = 4.0
     use_rd: bool = True  # L_rd
-    rd_normalization: str = "sum"  # sum (Eq. 11-13) | mean (released code)
+    rd_normalization: str = "mean"  # mean (released code) | sum (Eq. 11-13; ~1e-6 gradients, see fidelity)
     rd_weight: float = 1.0
     rd_detach_teacher: bool = False
     use_ga: bool = True  # L_ga
