@@ -1,0 +1,59 @@
+"""``geolink eval`` end to end on a tiny checkpoint and folder; ``geolink table``."""
+
+import json
+
+import pytest
+
+from geolink.cli.main import main
+
+
+@pytest.fixture()
+def checkpoint(tmp_path):
+    from geolink.checkpoint import save_model
+    from geolink.config import load_config, to_yaml
+    from geolink.models.geolink import GeoLink
+
+    cfg = load_config("test")
+    model = GeoLink(cfg.model, cfg.loss).eval()
+    return save_model(model, tmp_path / "run" / "best.safetensors", to_yaml(cfg))
+
+
+def test_geolink_eval_cli(tmp_path, checkpoint, capsys):
+    from test_eval_evaluator import make_u1652  # pytest puts tests/ on sys.path
+
+    root = make_u1652(tmp_path / "u", n_drone=2)
+    out = tmp_path / "ev"
+    argv = [
+        "eval",
+        "--checkpoint",
+        str(checkpoint),
+        "--dataset",
+        "university1652",
+        "--root",
+        str(root),
+        "--weather",
+        "wind",
+        "--out",
+        str(out),
+        "--batch-size",
+        "4",
+    ]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "drone2satellite" in text and "wind" in text
+    recs = json.loads((out / "metrics.json").read_text())
+    assert {(r["set"], r["condition"]) for r in recs} == {
+        (s, c) for s in ("drone2satellite", "satellite2drone") for c in ("clean", "wind")
+    }
+    for r in recs:
+        assert 0.0 <= r["metrics"]["R@1"] <= r["metrics"]["R@5"] <= 100.0
+    # 4 folders clean + the 2 drone folders under wind; satellites are never weathered
+    assert len(list((out / "embeddings").glob("*.npy"))) == 6
+
+
+def test_geolink_eval_cli_user_errors(tmp_path, checkpoint, capsys):
+    base = ["eval", "--checkpoint", str(checkpoint), "--dataset", "university1652"]
+    assert main([*base, "--root", str(tmp_path / "missing")]) == 2
+    assert "university1652" in capsys.readouterr().err
+    assert main([*base, "--root", str(tmp_path), "--weather", "hail"]) == 2
+    assert "unknown weather 'hail'" in capsys.readouterr().err
