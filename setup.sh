@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 debs=(libegl1 libegl-mesa0 libgl1-mesa-dri libgles2)
-if [ "${GEOLINK_WITH_BROWSER:-1}" = 1 ]; then debs+=(chromium); fi
+if [ "${GEOLINK_WITH_BROWSER:-1}" = 1 ]; then debs+=(chromium chromium-driver); fi
 missing=()
 if command -v dpkg >/dev/null 2>&1; then
   for d in "${debs[@]}"; do dpkg -s "$d" >/dev/null 2>&1 || missing+=("$d"); done

@@ -21,6 +21,10 @@ def synth_tiny(tmp_path_factory):
     (``root/<region>/{train,test,cameras,depth}``, ``gps.csv``); see docs/synthetic.md.
     Skips (with the system packages to install) when no headless OpenGL context can be made.
     """
+    # Import torch's compiler stack (triton, via timm) before an EGL context exists in this
+    # process: importing it afterwards has crashed the interpreter.
+    import timm  # noqa: F401
+
     from geolink.data.synthetic import GLUnavailableError, generate
 
     try:

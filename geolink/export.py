@@ -1,0 +1,129 @@
+"""Export the 2D encoder of a GeoLink checkpoint to ONNX, with a parity check against PyTorch.
+
+The ONNX file takes ``images`` (B, 3, S, S) float32, ImageNet-normalised, with a dynamic batch
+axis, and returns ``embeddings`` (B, D), L2-normalised. Its metadata carries what the torch-free
+localization path needs: input size, mean/std, output dim, backbone and the source checkpoint's
+sha256 (so an index built from the checkpoint accepts the ONNX model and refuses others).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from geolink.checkpoint import load_image_encoder
+from geolink.errors import GeoLinkError, MissingDependencyError
+from geolink.index.encoders import IMAGENET_MEAN, IMAGENET_STD, ONNX_FORMAT, _config_name
+from geolink.utils.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("onnx",)
+
+
+def _onnx():
+    try:
+        import onnx
+        import onnxruntime  # noqa: F401  (needed for the parity check)
+    except ImportError:
+        raise MissingDependencyError(
+            "ONNX export needs onnx and onnxruntime: pip install onnx onnxruntime "
+            "(or pip install 'geolink[deploy]')"
+        ) from None
+    return onnx
+
+
+def export_onnx(
+    checkpoint: str | os.PathLike,
+    out: str | os.PathLike,
+    opset: int = 18,
+    dynamo: bool = False,
+    overwrite: bool = False,
+) -> Path:
+    """Write the checkpoint's 2D encoder to ``out`` (one self-contained .onnx file, atomically).
+
+    ``dynamo=False`` uses the TorchScript exporter (fast, single file); ``dynamo=True`` the
+    torch.export-based one (needs onnxscript; weights are embedded, not external). An existing
+    ``out`` is kept unless ``overwrite``.
+    """
+    onnx = _onnx()
+    out = Path(out)
+    if out.exists() and not overwrite:
+        log.info("%s exists; keeping it (use --overwrite to re-export)", out)
+        return out
+    model, meta = load_image_encoder(checkpoint)
+    model.eval()
+    size = model.img_size
+    dummy = torch.randn(2, 3, size, size)
+    with atomic_path(out) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # exporter deprecation / tracer chatter
+        kwargs: dict[str, Any] = {
+            "input_names": ["images"],
+            "output_names": ["embeddings"],
+            "opset_version": opset,
+        }
+        if dynamo:
+            kwargs["dynamic_shapes"] = ({0: torch.export.Dim("batch")},)
+            kwargs["external_data"] = False
+            kwargs["verbose"] = False
+        else:
+            kwargs["dynamic_axes"] = {"images": {0: "batch"}, "embeddings": {0: "batch"}}
+        try:
+            torch.onnx.export(model, (dummy,), str(tmp), dynamo=dynamo, **kwargs)
+        except Exception as e:  # exporter failures come in many types
+            raise GeoLinkError(
+                f"ONNX export of {checkpoint} failed: {type(e).__name__}: {e}"
+            ) from e
+        proto = onnx.load(str(tmp))
+        props = {
+            "format": ONNX_FORMAT,
+            "name": _config_name(meta["config"]),
+            "backbone": model.cfg.backbone,
+            "img_size": str(size),
+            "out_dim": str(model.out_dim),
+            "mean": ",".join(str(v) for v in IMAGENET_MEAN),
+            "std": ",".join(str(v) for v in IMAGENET_STD),
+            "checkpoint": str(Path(checkpoint).resolve()),
+            "checkpoint_sha256": meta["sha256"],
+            "exporter": "dynamo" if dynamo else "torchscript",
+        }
+        del proto.metadata_props[:]
+        for k, v in props.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = k, v
+        onnx.checker.check_model(proto)
+        onnx.save(proto, str(tmp))
+    log.info("wrote %s (%.1f MB)", out, out.stat().st_size / 2**20)
+    return out
+
+
+def parity_check(
+    checkpoint: str | os.PathLike,
+    onnx_path: str | os.PathLike,
+    batch_sizes: tuple[int, ...] = (1, 3),
+    seed: int = 0,
+) -> dict[str, float]:
+    """Run PyTorch and onnxruntime on the same random inputs; return the largest absolute
+    difference, the smallest cosine similarity of the embeddings, and the batch sizes tried."""
+    import onnxruntime as ort
+
+    model, _ = load_image_encoder(checkpoint)
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    rng = np.random.default_rng(seed)
+    max_abs, min_cos = 0.0, 1.0
+    for b in batch_sizes:
+        x = rng.standard_normal((b, 3, model.img_size, model.img_size)).astype(np.float32)
+        with torch.inference_mode():
+            ref = model(torch.from_numpy(x)).numpy()
+        got = sess.run(None, {name: x})[0]
+        max_abs = max(max_abs, float(np.abs(ref - got).max()))
+        cos = (ref * got).sum(1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1))
+        min_cos = min(min_cos, float(cos.min()))
+    return {"max_abs_diff": max_abs, "min_cosine": min_cos, "batch_sizes": list(batch_sizes)}

@@ -1,0 +1,127 @@
+"""Geodesy helpers for localization: great-circle distance, EXIF GPS, ``name,lat,lon`` files.
+
+No torch here: this module is on the ONNX (torch-free) localization path.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from geolink.errors import DataError
+
+EARTH_RADIUS_M = 6_371_008.8  # mean Earth radius (IUGG)
+
+
+def haversine_m(
+    lat1: float | np.ndarray,
+    lon1: float | np.ndarray,
+    lat2: float | np.ndarray,
+    lon2: float | np.ndarray,
+) -> float | np.ndarray:
+    """Great-circle distance in metres between points given in degrees (broadcasts over arrays)."""
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    dphi = p2 - p1
+    dlmb = np.radians(np.asarray(lon2) - np.asarray(lon1))
+    a = np.sin(dphi / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlmb / 2) ** 2
+    d = 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+    return float(d) if np.ndim(d) == 0 else d
+
+
+def metres_per_degree(lat: float) -> tuple[float, float]:
+    """(metres per degree of latitude, metres per degree of longitude) at latitude ``lat``."""
+    m_lat = math.pi * EARTH_RADIUS_M / 180.0
+    return m_lat, m_lat * math.cos(math.radians(lat))
+
+
+def _rational(x: object) -> float:
+    # PIL gives IFDRational (float-able) or (num, den) tuples depending on the writer.
+    if isinstance(x, tuple) and len(x) == 2:
+        return float(x[0]) / float(x[1]) if float(x[1]) else 0.0
+    return float(x)  # type: ignore[arg-type]
+
+
+def _dms_to_deg(dms: object, ref: object) -> float:
+    d, m, s = (_rational(v) for v in dms)  # type: ignore[union-attr]
+    deg = d + m / 60.0 + s / 3600.0
+    ref = ref.decode() if isinstance(ref, bytes) else str(ref)
+    return -deg if ref.strip().upper() in ("S", "W") else deg
+
+
+def exif_gps(source: str | os.PathLike | bytes) -> tuple[float, float] | None:
+    """(lat, lon) in degrees from the EXIF GPS block of an image file or its bytes; None if absent.
+
+    A missing, unreadable or malformed GPS block gives None (a query without a known position),
+    never an error.
+    """
+    try:
+        from PIL import Image
+
+        fp = io.BytesIO(source) if isinstance(source, bytes) else source
+        with Image.open(fp) as im:
+            gps = im.getexif().get_ifd(0x8825)  # GPSInfo IFD
+    except Exception:
+        return None
+    try:
+        lat = _dms_to_deg(gps[2], gps.get(1, "N"))
+        lon = _dms_to_deg(gps[4], gps.get(3, "E"))
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
+    if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+        return None
+    return lat, lon
+
+
+def read_coords_csv(path: str | os.PathLike) -> dict[str, dict[str, float]]:
+    """Read a ``name,lat,lon[,footprint_m]`` CSV into ``{name: {"lat", "lon"[, "footprint_m"]}}``.
+
+    Raises :class:`DataError` naming the file and line for a missing column or a bad number.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"coordinates file not found: {path} (expected a CSV with name,lat,lon)")
+    out: dict[str, dict[str, float]] = {}
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        cols = [c.strip() for c in (reader.fieldnames or [])]
+        missing = [c for c in ("name", "lat", "lon") if c not in cols]
+        if missing:
+            raise DataError(
+                f"{path}: missing column(s) {', '.join(missing)}; expected header name,lat,lon "
+                f"(found: {', '.join(cols) or 'nothing'})"
+            )
+        for line, row in enumerate(reader, start=2):
+            row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+            try:
+                rec = {"lat": float(row["lat"]), "lon": float(row["lon"])}
+                if row.get("footprint_m"):
+                    rec["footprint_m"] = float(row["footprint_m"])
+            except ValueError:
+                raise DataError(
+                    f"{path}:{line}: lat/lon must be numbers, got {row.get('lat')!r}, {row.get('lon')!r}"
+                ) from None
+            if not (-90 <= rec["lat"] <= 90 and -180 <= rec["lon"] <= 180):
+                raise DataError(f"{path}:{line}: lat/lon out of range: {rec['lat']}, {rec['lon']}")
+            if not row["name"]:
+                raise DataError(f"{path}:{line}: empty name")
+            out[row["name"]] = rec
+    if not out:
+        raise DataError(f"{path}: no rows; expected one line per tile/location (name,lat,lon)")
+    return out
+
+
+def lookup_position(
+    path: str | os.PathLike, coords: dict[str, dict[str, float]]
+) -> tuple[float, float] | None:
+    """Known position of a query image from a coordinates table, by file name, stem, or parent
+    folder name (University-1652 layout: ``<location>/image-01.jpg`` with ``name`` = location)."""
+    p = Path(path)
+    for key in (p.name, p.stem, p.parent.name):
+        if key in coords:
+            return coords[key]["lat"], coords[key]["lon"]
+    return None

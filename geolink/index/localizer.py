@@ -1,0 +1,197 @@
+"""Localize drone images against a tile index: encoder (torch or onnxruntime) + FAISS + metadata.
+
+Used by ``geolink locate`` and ``geolink serve``. The position estimate is the centre of the
+best-matching tile; when the query's true position is known (EXIF GPS or a coordinates CSV) the
+error in metres is reported. Retrieval alone cannot place the drone inside the tile: the error
+floor is about half the tile footprint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geolink.errors import DataError, GeoLinkError
+from geolink.index.encoders import OnnxEncoder, TorchEncoder, load_encoder
+from geolink.index.geo import exif_gps, haversine_m, lookup_position
+from geolink.index.store import TileIndex
+from geolink.index.tiles import read_image
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Match:
+    rank: int
+    tile_id: str
+    score: float
+    lat: float | None
+    lon: float | None
+    footprint_m: float | None
+    distance_m: float | None = None  # to the query's known position
+
+
+@dataclass
+class LocateResult:
+    query: str
+    matches: list[Match]
+    lat: float | None  # estimate: centre of the best tile
+    lon: float | None
+    known_lat: float | None = None
+    known_lon: float | None = None
+    known_source: str | None = None  # "exif" | "csv" | "request"
+    error_m: float | None = None  # estimate vs known position
+    timing_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Localizer:
+    """Index + encoder + metadata; thread-safe ``locate`` for the CLI and the service."""
+
+    def __init__(self, index: TileIndex, encoder: TorchEncoder | OnnxEncoder):
+        want, have = index.model.get("checkpoint_sha256"), encoder.info.get("checkpoint_sha256")
+        if want != have:
+            raise GeoLinkError(
+                f"the index was built with checkpoint sha256 {str(want)[:12]}… but the encoder "
+                f"comes from {str(have)[:12]}…; use the checkpoint (or its ONNX export) that built "
+                "the index"
+            )
+        self.index = index
+        self.encoder = encoder
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_paths(
+        cls,
+        index_dir: str | os.PathLike,
+        checkpoint: str | os.PathLike | None = None,
+        onnx: str | os.PathLike | None = None,
+        device: str = "cpu",
+        threads: int = 0,
+    ) -> Localizer:
+        """Load an index and its encoder; without ``checkpoint``/``onnx`` use the checkpoint path
+        recorded in the index metadata."""
+        index = TileIndex.load(index_dir)
+        if not index.meta.get("complete", True):
+            log.warning(
+                "%s is an unfinished build (%d tiles); re-run `geolink index` to finish it",
+                index_dir,
+                len(index),
+            )
+        if checkpoint is None and onnx is None:
+            # Prefer what built the index: its ONNX file (torch-free) if any, else the checkpoint.
+            recorded = [
+                ("onnx", index.model.get("onnx")),
+                ("checkpoint", index.model.get("checkpoint")),
+            ]
+            found = [(kind, p) for kind, p in recorded if p and Path(p).is_file()]
+            if not found:
+                raise DataError(
+                    f"the model recorded in {index_dir} ({index.model.get('checkpoint')}) is not "
+                    "on this machine; pass --checkpoint or --onnx"
+                )
+            kind, path = found[0]
+            checkpoint, onnx = (path, None) if kind == "checkpoint" else (None, path)
+        return cls(index, load_encoder(checkpoint, onnx, device=device, threads=threads))
+
+    @property
+    def backend(self) -> str:
+        return self.encoder.backend
+
+    def locate(
+        self,
+        images: Sequence[np.ndarray],
+        top_k: int = 5,
+        names: Sequence[str] | None = None,
+        known: Sequence[tuple[float, float] | None] | None = None,
+        known_source: str = "request",
+    ) -> list[LocateResult]:
+        """uint8 RGB images (H, W, 3) -> one :class:`LocateResult` per image (top-k, best first)."""
+        if not images:
+            return []
+        if top_k < 1:
+            raise GeoLinkError(f"top-k must be >= 1, got {top_k}")
+        names = list(names) if names is not None else [f"image{i}" for i in range(len(images))]
+        known = list(known) if known is not None else [None] * len(images)
+        with self._lock:
+            t0 = time.perf_counter()
+            emb = self.encoder.embed(images)
+            t1 = time.perf_counter()
+            scores, rows = self.index.search(emb, top_k)
+            t2 = time.perf_counter()
+        per = {"embed": 1e3 * (t1 - t0) / len(images), "search": 1e3 * (t2 - t1) / len(images)}
+        return [
+            self._result(n, s, r, kn, known_source, per)
+            for n, s, r, kn in zip(names, scores, rows, known, strict=True)
+        ]
+
+    def locate_paths(
+        self,
+        paths: Sequence[str | os.PathLike],
+        top_k: int = 5,
+        coords: dict[str, dict[str, float]] | None = None,
+        batch_size: int = 16,
+    ) -> list[LocateResult]:
+        """Localize image files. Known positions come from ``coords`` (by file name, stem or
+        parent folder) or else from the file's EXIF GPS."""
+        out: list[LocateResult] = []
+        for s in range(0, len(paths), batch_size):
+            chunk = [Path(p) for p in paths[s : s + batch_size]]
+            images = [read_image(p) for p in chunk]
+            results = self.locate(images, top_k, names=[str(p) for p in chunk])
+            for p, res in zip(chunk, results, strict=True):
+                pos, src = (lookup_position(p, coords), "csv") if coords else (None, None)
+                if pos is None:
+                    pos, src = exif_gps(p), "exif"
+                if pos is not None:
+                    _set_known(res, pos, src)
+            out += results
+        return out
+
+    def _result(
+        self,
+        name: str,
+        scores: np.ndarray,
+        rows: np.ndarray,
+        known: tuple[float, float] | None,
+        known_source: str,
+        timing: dict[str, float],
+    ) -> LocateResult:
+        matches = []
+        for rank, (score, row) in enumerate(zip(scores, rows, strict=True), start=1):
+            if row < 0:  # approximate indexes can return fewer hits
+                continue
+            t = self.index.tiles[int(row)]
+            matches.append(
+                Match(rank, t["id"], float(score), t.get("lat"), t.get("lon"), t.get("footprint_m"))
+            )
+        best = matches[0] if matches else None
+        res = LocateResult(
+            query=name,
+            matches=matches,
+            lat=best.lat if best else None,
+            lon=best.lon if best else None,
+            timing_ms=dict(timing),
+        )
+        if known is not None:
+            _set_known(res, known, known_source)
+        return res
+
+
+def _set_known(res: LocateResult, pos: tuple[float, float], source: str) -> None:
+    res.known_lat, res.known_lon, res.known_source = float(pos[0]), float(pos[1]), source
+    for m in res.matches:
+        if m.lat is not None and m.lon is not None:
+            m.distance_m = float(haversine_m(pos[0], pos[1], m.lat, m.lon))
+    if res.lat is not None and res.lon is not None:
+        res.error_m = float(haversine_m(pos[0], pos[1], res.lat, res.lon))

@@ -1,0 +1,169 @@
+"""HTTP service for localization: ``POST /locate`` (image upload -> top-k tiles as JSON),
+``GET /health``, ``GET /tiles/{id}/image`` (tile thumbnail), ``GET /`` (upload page) and the
+OpenAPI docs at ``/docs``.
+
+Bad input never reaches the model: wrong content type -> 415, over the size limit -> 413, empty
+file -> 400, undecodable image -> 422, each with a message. Endpoints are plain ``def`` so FastAPI
+runs them in its thread pool: concurrent requests are served while one is being encoded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from importlib import resources
+from typing import Any
+
+import cv2
+from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from geolink import __version__
+from geolink.errors import DataError, GeoLinkError
+from geolink.index.geo import exif_gps
+from geolink.index.localizer import Localizer
+from geolink.index.tiles import decode_image, read_tile_source
+
+log = logging.getLogger(__name__)
+
+ALLOWED_TYPES = ("image/jpeg", "image/png", "image/tiff", "image/bmp", "image/webp")
+DEFAULT_MAX_BYTES = 16 * 2**20
+MULTIPART_OVERHEAD = 64 * 1024  # form boundaries and headers around the file
+
+
+def _read_upload(file: UploadFile, max_bytes: int) -> bytes:
+    ctype = (file.content_type or "").split(";")[0].strip().lower()
+    if ctype not in ALLOWED_TYPES:
+        raise HTTPException(
+            415,
+            f"unsupported content type '{ctype or 'none'}'; send one of {', '.join(ALLOWED_TYPES)}",
+        )
+    data = file.file.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise HTTPException(413, f"file too large: over the limit of {max_bytes} bytes")
+    if not data:
+        raise HTTPException(400, "empty file: the upload has no bytes")
+    return data
+
+
+def create_app(
+    localizer: Localizer,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    default_top_k: int = 5,
+    max_top_k: int = 50,
+) -> FastAPI:
+    """Build the FastAPI app around a loaded :class:`Localizer`."""
+    app = FastAPI(
+        title="GeoLink localization",
+        version=__version__,
+        description="Localize drone images against an index of geo-referenced satellite tiles.",
+    )
+    page = (resources.files("geolink.serve") / "static" / "index.html").read_text(encoding="utf-8")
+    index = localizer.index
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("error while serving %s", request.url.path)
+        return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
+
+    @app.middleware("http")
+    async def _limit_body(request: Request, call_next):
+        # Refuse oversized bodies before the multipart parser spools them to disk.
+        size = request.headers.get("content-length")
+        if size and size.isdigit() and int(size) > max_bytes + MULTIPART_OVERHEAD:
+            return JSONResponse(
+                {"detail": f"file too large: over the limit of {max_bytes} bytes"}, status_code=413
+            )
+        return await call_next(request)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def home() -> str:
+        return page
+
+    @app.get("/health", summary="service status, index and model")
+    def health() -> dict[str, Any]:
+        model = index.model
+        return {
+            "status": "ok",
+            "version": __version__,
+            "tiles": len(index),
+            "index_type": index.meta["index"]["type"],
+            "backend": localizer.backend,
+            "model": {k: model.get(k) for k in ("name", "backbone", "img_size", "out_dim")},
+            "checkpoint_sha256": model.get("checkpoint_sha256"),
+            "max_bytes": max_bytes,
+        }
+
+    @app.post("/locate", summary="top-k satellite tiles for one drone image")
+    def locate(
+        file: UploadFile = File(..., description="drone image (JPEG, PNG, TIFF, BMP, WebP)"),
+        top_k: int = Query(default_top_k, ge=1, le=max_top_k, description="tiles to return"),
+        lat: float | None = Query(None, ge=-90, le=90, description="known latitude (optional)"),
+        lon: float | None = Query(None, ge=-180, le=180, description="known longitude (optional)"),
+    ) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        data = _read_upload(file, max_bytes)
+        name = file.filename or "upload"
+        try:
+            image = decode_image(data, f"upload '{name}'")
+        except DataError as e:
+            raise HTTPException(422, str(e)) from None
+        known, source = (
+            ((lat, lon), "request") if lat is not None and lon is not None else (None, None)
+        )
+        if known is None and (gps := exif_gps(data)) is not None:
+            known, source = gps, "exif"
+        try:
+            (res,) = localizer.locate(
+                [image], top_k, names=[name], known=[known], known_source=source or "request"
+            )
+        except GeoLinkError as e:
+            raise HTTPException(400, str(e)) from None
+        out = res.to_dict()
+        out["image"] = {
+            "width": int(image.shape[1]),
+            "height": int(image.shape[0]),
+            "bytes": len(data),
+        }
+        out["timing_ms"]["total"] = 1e3 * (time.perf_counter() - t0)
+        return out
+
+    @app.get("/tiles/{tile_id}/image", summary="a JPEG thumbnail of a gallery tile")
+    def tile_image(tile_id: str, size: int = Query(192, ge=16, le=1024)) -> Response:
+        if tile_id not in index:
+            raise HTTPException(404, f"unknown tile id '{tile_id}'")
+        try:
+            img = read_tile_source(index.tile(tile_id)["source"])
+        except GeoLinkError as e:
+            raise HTTPException(404, f"tile '{tile_id}' image is not available: {e}") from None
+        scale = size / max(img.shape[:2])
+        if scale < 1:
+            img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        ok, buf = cv2.imencode(
+            ".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85]
+        )
+        if not ok:
+            raise HTTPException(500, "could not encode the tile thumbnail")
+        return Response(buf.tobytes(), media_type="image/jpeg")
+
+    return app
+
+
+def serve(
+    localizer: Localizer,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    default_top_k: int = 5,
+) -> None:
+    """Run the app with uvicorn until interrupted."""
+    try:
+        import uvicorn
+    except ImportError:
+        from geolink.errors import MissingDependencyError
+
+        raise MissingDependencyError(
+            "geolink serve needs uvicorn: pip install 'geolink[deploy]'"
+        ) from None
+    app = create_app(localizer, max_bytes=max_bytes, default_top_k=default_top_k)
+    uvicorn.run(app, host=host, port=port, log_level="info")

@@ -1,0 +1,100 @@
+"""The upload page in headless Chromium: choose a drone image, press Locate, see the top-k tiles
+with coordinates. Needs Debian's ``chromium`` + ``chromium-driver`` and ``pip install selenium``."""
+
+import shutil
+import socket
+import threading
+import time
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and DRIVER),
+    reason="needs headless Chromium: apt-get install chromium chromium-driver",
+)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    pytest.importorskip("selenium")
+    uvicorn = pytest.importorskip("uvicorn")
+    from geolink.index import store, tiles_from_folder
+    from geolink.index.encoders import TorchEncoder
+    from geolink.index.localizer import Localizer
+    from geolink.index.testing import make_checkpoint, make_tiles
+    from geolink.serve.app import create_app
+
+    root = tmp_path_factory.mktemp("browser")
+    enc = TorchEncoder(make_checkpoint(root / "tiny.safetensors"))
+    tile_dir, csv_path = make_tiles(root, 6)
+    out = store.main({}, tiles_from_folder(tile_dir, csv_path), enc, root / "index")
+    app = create_app(Localizer(store.TileIndex.load(out), enc))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))  # loopback only, a free port
+    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}/", root
+    srv.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+
+
+def test_upload_page_shows_top_k_tiles(server, tmp_path):
+    import cv2
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from geolink.index.testing import drone_view, textured_tile, tile_latlon
+
+    url, _ = server
+    query = tmp_path / "drone.png"
+    cv2.imwrite(str(query), cv2.cvtColor(drone_view(textured_tile(3), 0), cv2.COLOR_RGB2BGR))
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    try:
+        driver.get(url)
+        wait = WebDriverWait(driver, 30)
+        wait.until(lambda d: "tiles" in d.find_element(By.ID, "info").text)
+        assert driver.find_element(By.ID, "info").text.startswith("6 tiles")
+        driver.find_element(By.ID, "topk").clear()
+        driver.find_element(By.ID, "topk").send_keys("3")
+        driver.find_element(By.ID, "file").send_keys(str(query))
+        driver.find_element(By.ID, "submit").click()
+        wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#results tr.match")))
+        rows = driver.find_elements(By.CSS_SELECTOR, "#results tr.match")
+        assert len(rows) == 3
+        first = rows[0].find_elements(By.TAG_NAME, "td")
+        assert first[2].text == "t003"
+        assert (
+            first[4].text == f"{tile_latlon(3)[0]:.6f}"
+            and first[5].text == f"{tile_latlon(3)[1]:.6f}"
+        )
+        assert "estimate:" in driver.find_element(By.ID, "best").text
+        # The tile thumbnail was fetched and decoded by the browser.
+        wait.until(
+            lambda d: d.execute_script(
+                "const i = document.querySelector('#results tr.match img'); return i.complete && i.naturalWidth > 0;"
+            )
+        )
+        # A wrong file type shows the service's message, not a crash.
+        bad = tmp_path / "notes.txt"
+        bad.write_text("not an image")
+        driver.execute_script("document.getElementById('file').removeAttribute('accept')")
+        driver.find_element(By.ID, "file").send_keys(str(bad))
+        driver.find_element(By.ID, "submit").click()
+        wait.until(lambda d: "error 415" in d.find_element(By.ID, "status").text)
+    finally:
+        driver.quit()

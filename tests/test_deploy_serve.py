@@ -1,0 +1,147 @@
+"""The localization service: good image, wrong type, oversized, corrupt, empty, concurrent
+requests, EXIF GPS error in metres, tile thumbnails, and the upload page."""
+
+import io
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from geolink.index import store, tiles_from_folder  # noqa: E402
+from geolink.index.encoders import TorchEncoder  # noqa: E402
+from geolink.index.localizer import Localizer  # noqa: E402
+from geolink.index.testing import (  # noqa: E402
+    drone_view,
+    make_checkpoint,
+    make_tiles,
+    textured_tile,
+    tile_latlon,
+)
+from geolink.serve.app import create_app  # noqa: E402
+
+N_TILES = 12
+
+
+@pytest.fixture(scope="module")
+def localizer(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serve")
+    ckpt = make_checkpoint(root / "tiny.safetensors")
+    tile_dir, csv_path = make_tiles(root, N_TILES)
+    enc = TorchEncoder(ckpt)
+    out = store.main(
+        {}, tiles_from_folder(tile_dir, csv_path, footprint_m=150.0), enc, root / "index"
+    )
+    return Localizer(store.TileIndex.load(out), enc)
+
+
+@pytest.fixture(scope="module")
+def client(localizer):
+    return TestClient(create_app(localizer, max_bytes=200_000))
+
+
+def _png(img: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    assert ok
+    return buf.tobytes()
+
+
+def _query(i: int, seed: int = 1) -> bytes:
+    return _png(drone_view(textured_tile(i), seed))
+
+
+def test_health_and_page(client):
+    h = client.get("/health").json()
+    assert h["status"] == "ok" and h["tiles"] == N_TILES and h["backend"] == "torch"
+    assert h["model"]["img_size"] == 56
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="file"' in page.text and "locate" in page.text
+    assert "/locate" in client.get("/openapi.json").json()["paths"]
+
+
+def test_good_image_returns_its_tile(client):
+    r = client.post("/locate?top_k=3", files={"file": ("q.png", _query(4), "image/png")})
+    assert r.status_code == 200, r.text
+    res = r.json()
+    assert [m["rank"] for m in res["matches"]] == [1, 2, 3]
+    assert res["matches"][0]["tile_id"] == "t004"
+    assert (res["lat"], res["lon"]) == pytest.approx(tile_latlon(4), abs=1e-6)
+    assert res["matches"][0]["footprint_m"] == 150.0
+    assert res["error_m"] is None and res["image"]["width"] == 96
+    assert res["matches"][0]["score"] >= res["matches"][1]["score"]
+
+
+def test_known_position_from_query_or_exif(client):
+    lat, lon = tile_latlon(4)
+    r = client.post(
+        f"/locate?lat={lat}&lon={lon + 0.001}", files={"file": ("q.png", _query(4), "image/png")}
+    )
+    expected = 111_195.08 * 0.001 * np.cos(np.radians(lat))
+    assert r.json()["error_m"] == pytest.approx(expected, rel=1e-3)
+    assert r.json()["known_source"] == "request"
+    exif = Image.Exif()
+    exif[0x8825] = {
+        1: "N",
+        2: (float(int(lat)), 0.0, (lat - int(lat)) * 3600),
+        3: "E",
+        4: (float(int(lon)), 0.0, (lon - int(lon)) * 3600),
+    }
+    buf = io.BytesIO()
+    Image.fromarray(drone_view(textured_tile(4), 1)).save(buf, "JPEG", quality=95, exif=exif)
+    res = client.post("/locate", files={"file": ("q.jpg", buf.getvalue(), "image/jpeg")}).json()
+    assert res["known_source"] == "exif" and res["error_m"] < 1.0
+
+
+@pytest.mark.parametrize(
+    "name,data,ctype,status,message",
+    [
+        ("q.txt", b"hello", "text/plain", 415, "unsupported content type"),
+        ("q.png", b"", "image/png", 400, "empty"),
+        ("q.jpg", b"\xff\xd8\xff\xe0garbage" * 10, "image/jpeg", 422, "cannot decode"),
+        ("q.png", b"\x89PNG" + bytes(300_000), "image/png", 413, "too large"),
+    ],
+)
+def test_bad_uploads_get_4xx_with_a_message(client, name, data, ctype, status, message):
+    r = client.post("/locate", files={"file": (name, data, ctype)})
+    assert r.status_code == status and message in r.json()["detail"]
+    assert client.get("/health").status_code == 200  # still serving
+
+
+def test_huge_body_is_refused_before_parsing(client):
+    r = client.post(
+        "/locate",
+        content=b"x" * 400_000,
+        headers={"content-type": "multipart/form-data; boundary=b"},
+    )
+    assert r.status_code == 413 and "too large" in r.json()["detail"]
+
+
+def test_bad_parameters(client):
+    assert client.post("/locate", files={}).status_code == 422  # no file
+    r = client.post("/locate?top_k=0", files={"file": ("q.png", _query(1), "image/png")})
+    assert r.status_code == 422
+
+
+def test_concurrent_requests(client):
+    def one(i):
+        r = client.post(
+            "/locate?top_k=1", files={"file": ("q.png", _query(i, seed=i), "image/png")}
+        )
+        return r.status_code, r.json()["matches"][0]["tile_id"]
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        got = list(pool.map(one, range(N_TILES)))
+    assert all(code == 200 for code, _ in got)
+    assert sum(tid == f"t{i:03d}" for i, (_, tid) in enumerate(got)) >= N_TILES - 1
+
+
+def test_tile_thumbnails(client):
+    r = client.get("/tiles/t002/image?size=48")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    img = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)
+    assert img.shape[:2] == (48, 48)
+    assert client.get("/tiles/nope/image").status_code == 404
