@@ -42,7 +42,10 @@ def _available() -> dict[str, tuple[str, str]]:
 
 
 def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, str | None]:
-    parser = argparse.ArgumentParser(prog="geolink", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="geolink",
+        description="GeoLink: 3D-aware cross-view (drone <-> satellite) geo-localization.",
+    )
     parser.add_argument("--version", action="version", version=f"geolink {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

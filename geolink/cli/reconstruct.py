@@ -1,0 +1,138 @@
+"""``geolink reconstruct``: one point cloud per scene from its drone images (offline, cached).
+
+geolink reconstruct --dataset synthetic --root DIR [--backend colmap|depth|vggt] [--out OUT]
+                    [--split train] [--groups K] [--workers W] [--num-points N]
+                    [-b key=value ...] [--overwrite] [--retry-failed] [--no-features]
+                    [--preview PNG]
+geolink reconstruct --import-colmap SRC --out OUT     (existing points3D.txt / .bin models)
+
+Default OUT: ROOT/recon/<backend> (``<backend>_g<K>`` with --groups K > 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "reconstruct",
+        help="offline 3D point clouds per scene from drone images",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--dataset", help="university1652, sues200, denseuav, folder or synthetic")
+    p.add_argument("--root", help="dataset root folder")
+    p.add_argument("--backend", default="colmap", help="colmap (CPU, default), depth, vggt (GPU)")
+    p.add_argument("--out", help="output folder (default: ROOT/recon/<backend>)")
+    p.add_argument("--split", default="train", help="dataset split whose scenes to build")
+    p.add_argument("--groups", type=int, default=1, help="scenes per location (released code: 3)")
+    p.add_argument("--group-mode", default="contiguous", choices=("contiguous", "interleave"))
+    p.add_argument("--workers", type=int, default=1, help="parallel worker processes")
+    p.add_argument("--num-points", type=int, default=1024, help="points per cloud after FPS")
+    p.add_argument(
+        "-b",
+        "--backend-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="backend option, e.g. max_num_features=2048 (colmap) or model=/path (vggt)",
+    )
+    p.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dataset option, e.g. regions=a,b (synthetic)",
+    )
+    p.add_argument("--scenes", nargs="+", help="only these scene keys")
+    p.add_argument("--overwrite", action="store_true", help="redo every scene")
+    p.add_argument("--retry-failed", action="store_true", help="redo scenes that failed before")
+    p.add_argument("--keep-work", action="store_true", help="keep per-scene scratch folders")
+    p.add_argument("--no-features", action="store_true", help="skip the Point-NN feature cache")
+    p.add_argument("--preview", help="also write a PNG preview of a few clouds here")
+    p.add_argument("--import-colmap", metavar="SRC", help="post-process existing COLMAP models")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    return p
+
+
+def _pairs(items: list[str], what: str) -> dict:
+    import yaml
+
+    from geolink.errors import ConfigError
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{what} '{item}' must look like key=value")
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from geolink.errors import ConfigError
+    from geolink.recon import pipeline
+
+    conf = {
+        "backend": args.backend,
+        "backend_conf": _pairs(args.backend_opt, "backend option"),
+        "split": args.split,
+        "groups": args.groups,
+        "group_mode": args.group_mode,
+        "workers": args.workers,
+        "num_points": args.num_points,
+        "scenes": args.scenes,
+        "retry_failed": args.retry_failed,
+        "keep_work": args.keep_work,
+        "features": not args.no_features,
+    }
+    if args.import_colmap:
+        if not args.out:
+            raise ConfigError("--import-colmap needs --out")
+        conf.pop("backend"), conf.pop("backend_conf")
+        manifest_path = pipeline.import_colmap(conf, args.import_colmap, args.out, args.overwrite)
+    else:
+        if not args.dataset or not args.root:
+            raise ConfigError("give --dataset and --root (or --import-colmap SRC --out OUT)")
+        from geolink.data import build_dataset
+
+        dataset = build_dataset(args.dataset, args.root, **_pairs(args.option, "dataset option"))
+        suffix = f"_g{args.groups}" if args.groups > 1 else ""
+        out = Path(args.out) if args.out else Path(args.root) / "recon" / f"{args.backend}{suffix}"
+        manifest_path = pipeline.main(conf, dataset, out, overwrite=args.overwrite)
+    manifest = json.loads(manifest_path.read_text())
+    if args.preview and manifest["summary"]["ok"]:
+        from geolink.recon.preview import render_preview
+
+        render_preview(manifest_path.parent, args.preview)
+    if args.json:
+        print(json.dumps({"manifest": str(manifest_path), **manifest["summary"]}, indent=2))
+    else:
+        _print_summary(manifest, manifest_path)
+    return 0 if manifest["summary"]["ok"] else 1
+
+
+def _print_summary(manifest: dict, manifest_path: Path) -> None:
+    s = manifest["summary"]
+    print(
+        f"backend {manifest['backend']}: {s['ok']} ok, {s['failed']} failed of {s['scenes']} "
+        f"scenes; {s['seconds_per_scene']:.2f} s per scene inside its worker; "
+        f"mean {s['points_filtered_mean']:.0f} "
+        f"points per scene before sampling ({s['padded']} padded to the target count)"
+    )
+    failed = [(k, v.get("reason")) for k, v in manifest["scenes"].items() if v["status"] != "ok"]
+    for key, reason in failed[:10]:
+        print(f"  failed {key}: {reason}")
+    if len(failed) > 10:
+        print(f"  ... and {len(failed) - 10} more (see the manifest)")
+    print(f"manifest: {manifest_path}")
+    feats = manifest_path.parent / "point_features.safetensors"
+    if feats.is_file():
+        print(f"Point-NN features: {feats}")
