@@ -25,12 +25,13 @@ logger = logging.getLogger(__name__)
 @dataclass
 class DemoConfig:
     synth_preset: str = "demo"
+    synth_overrides: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     train_region: str = ""  # empty = the first region of the benchmark
     recon_backend: str = "colmap"
     recon_workers: int = 2
-    geolink_preset: str = "cpu"
-    baseline_preset: str = "cpu_baseline"
+    geolink_preset: str = "demo"
+    baseline_preset: str = "demo_baseline"
     train_overrides: list[str] = field(default_factory=list)
     conditions: tuple[str, ...] = ("fog_rain", "fog_snow", "rain_snow", "wind")
     eval_batch_size: int = 32
@@ -38,6 +39,8 @@ class DemoConfig:
 
 QUICK = dict(
     synth_preset="tiny",
+    # 16 views per location (tiny has 8): sparse 90-degree orbits are too few for COLMAP.
+    synth_overrides={"rings": [[150.0, 135.0, 8], [110.0, 95.0, 8]]},
     geolink_preset="cpu",
     baseline_preset="cpu_baseline",
     train_overrides=[
@@ -131,7 +134,7 @@ def run_demo(out: str | Path, quick: bool = False, cfg: DemoConfig | None = None
 def _synthesize(cfg: DemoConfig, data_dir: Path) -> Path:
     from geolink.data.synthetic import generate
 
-    return generate(data_dir, preset=cfg.synth_preset, seed=cfg.seed)
+    return generate(data_dir, preset=cfg.synth_preset, seed=cfg.seed, **cfg.synth_overrides)
 
 
 def _reconstruct(cfg: DemoConfig, data_dir: Path, region: str, recon_dir: Path) -> dict:
