@@ -35,7 +35,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         raise DataError(
             f"cannot decode image {path}: not a readable image file (corrupt or truncated?)"
         )
-    return _to_rgb8(img, path)
+    return to_rgb8(img, path)
 
 
 def _decode_with_pil(path: Path) -> np.ndarray | None:
@@ -48,7 +48,8 @@ def _decode_with_pil(path: Path) -> np.ndarray | None:
         return None
 
 
-def _to_rgb8(img: np.ndarray, path: Path) -> np.ndarray:
+def to_rgb8(img: np.ndarray, what: str | Path) -> np.ndarray:
+    """cv2-decoded array (grey / BGR / BGRA, 8 or 16 bit) -> uint8 RGB (H, W, 3)."""
     if img.dtype == np.uint16:
         img = (img / 257.0).round().astype(np.uint8)
     elif img.dtype != np.uint8:
@@ -56,7 +57,7 @@ def _to_rgb8(img: np.ndarray, path: Path) -> np.ndarray:
     if img.ndim == 2:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
     if img.ndim != 3 or img.shape[2] not in (3, 4):
-        raise DataError(f"image {path} has shape {img.shape}; expected H x W x 3 (or grey/RGBA)")
+        raise DataError(f"image {what} has shape {img.shape}; expected H x W x 3 (or grey/RGBA)")
     code = cv2.COLOR_BGRA2RGB if img.shape[2] == 4 else cv2.COLOR_BGR2RGB
     return cv2.cvtColor(img, code)
 

@@ -16,6 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from geolink.data.images import to_rgb8
 from geolink.errors import DataError, MissingDependencyError
 from geolink.index.geo import metres_per_degree, read_coords_csv
 
@@ -52,20 +53,6 @@ class Tile:
 
 
 # ----------------------------------------------------------------------------- image decoding
-def to_rgb8(img: np.ndarray, what: str) -> np.ndarray:
-    """cv2-decoded array (grey / BGR / BGRA, 8 or 16 bit) -> uint8 RGB (H, W, 3)."""
-    if img.dtype == np.uint16:
-        img = (img / 257.0).round().astype(np.uint8)
-    elif img.dtype != np.uint8:
-        img = cv2.normalize(img, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-    if img.ndim == 2:
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-    if img.ndim != 3 or img.shape[2] not in (3, 4):
-        raise DataError(f"{what}: image has shape {img.shape}; expected H x W x 3 (or grey/RGBA)")
-    code = cv2.COLOR_BGRA2RGB if img.shape[2] == 4 else cv2.COLOR_BGR2RGB
-    return cv2.cvtColor(img, code)
-
-
 def decode_image(data: bytes, what: str = "image") -> np.ndarray:
     """Encoded bytes (JPEG/PNG/TIFF/BMP/WebP) -> uint8 RGB (H, W, 3); :class:`DataError` if the
     bytes are empty or not a decodable image."""
