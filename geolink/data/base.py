@@ -17,6 +17,7 @@ decided by the evaluation code, not here.
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,7 +204,7 @@ class LayoutReport:
         self.folders.setdefault(split, {})[folder] = folder_counts(locations)
 
 
-class CrossViewDataset:
+class CrossViewDataset(ABC):
     """Base class of every dataset reader. Subclasses implement the four methods below.
 
     Construction validates the root (it raises :class:`DataError` naming the missing folder and
@@ -221,24 +222,25 @@ class CrossViewDataset:
                 f"{self.name} root {self.root} {kind}.\nExpected layout:\n{self.layout}"
             )
 
+    @abstractmethod
     def train_pairs(self) -> list[Pair]:
         """All training pairs (drone image, satellite image, location, label, scene)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def eval_sets(self, direction: str = "both") -> list[RetrievalSet]:
         """Retrieval problems: ``drone2satellite`` and/or ``satellite2drone``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def scenes(self, split: str = "train") -> dict[str, list[Path]]:
         """Scene key -> drone image paths of that scene (input of 3D reconstruction)."""
-        raise NotImplementedError
 
     def coordinates(self) -> dict[str, tuple[float, float]]:
         """Location id -> (lat, lon) where the dataset has geo-tags; empty otherwise."""
         return {}
 
+    @abstractmethod
     def _report(self) -> LayoutReport:
-        raise NotImplementedError
+        """Counts and problems of the on-disk layout."""
 
     def image_paths(self) -> list[Path]:
         """Every image the dataset references (for integrity checks)."""
