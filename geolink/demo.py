@@ -9,6 +9,7 @@ on the other regions (both directions) and under the paper's four weather condit
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import time
@@ -77,9 +78,23 @@ class Stages:
         logger.info("demo: stage '%s' ...", name)
         t0 = time.perf_counter()
         result = fn()
-        self.state[name] = {"status": "done", "seconds": time.perf_counter() - t0, "result": result}
-        atomic_write_json(self.path, self.state)
+        entry = {"status": "done", "seconds": time.perf_counter() - t0, "result": result}
+        # read-modify-write under a lock, so that processes sharing the folder (a study split
+        # into shards) keep each other's records
+        with open(self.path.with_name(self.path.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.refresh()
+            self.state[name] = entry
+            atomic_write_json(self.path, self.state)
         return result
+
+    def refresh(self) -> None:
+        """Re-read the records (another process may have finished stages)."""
+        if self.path.is_file():
+            self.state = json.loads(self.path.read_text())
+
+    def done(self, name: str) -> bool:
+        return self.state.get(name, {}).get("status") == "done"
 
     def seconds(self) -> dict[str, float]:
         return {k: v["seconds"] for k, v in self.state.items() if v.get("status") == "done"}

@@ -46,6 +46,9 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     "sc": ("cpu", ["loss.use_rd=false", "loss.use_ga=false"]),
     "rd": ("cpu", ["loss.use_sc=false", "loss.use_ga=false"]),
     "geolink": ("cpu", []),
+    # ours, not in the paper: standardise the Point-NN descriptor before the head
+    "geolink_bn": ("cpu", ["model.point.input_norm=batch"]),
+    "geolink_bn_linear": ("cpu", ["model.point.input_norm=batch", "model.point.head=linear"]),
 }
 LABELS = {
     "baseline": "2D baseline",
@@ -54,6 +57,8 @@ LABELS = {
     "sc": "+L_sc",
     "rd": "+L_rd",
     "geolink": "+L_ga+L_sc+L_rd (GeoLink)",
+    "geolink_bn": "GeoLink, standardised point input (ours)",
+    "geolink_bn_linear": "GeoLink, standardised point input, linear head (ours)",
 }
 
 # A CPU-sized model shared by every config (the study is a comparison, not a record): a small
@@ -246,33 +251,11 @@ def aggregate(
 def chance_levels(
     data_dir: Path, regions: list[str], trials: int = 200, seed: int = 0
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """Expected R@1 and AP (%) of a random ranking, {direction: {region: {metric: value}}}.
+    """Expected R@1 and AP (%) of a random ranking, {direction: {region: {metric: value}}}
+    (the demo report's floor row, :func:`geolink.report.chance_levels`)."""
+    from geolink.report import chance_levels as levels
 
-    Scores the region's real retrieval sets (same labels, paper protocol) with random
-    embeddings, ``trials`` times, through the same metric code as the evaluation.
-    """
-    import numpy as np
-
-    from geolink.data import build_dataset
-    from geolink.evaluate.metrics import retrieval_metrics
-
-    rng = np.random.default_rng(seed)
-    out: dict[str, dict[str, dict[str, float]]] = {d: {} for d in DIRECTIONS}
-    for region in regions:
-        ds = build_dataset("synthetic", data_dir, regions=[region])
-        for rs in ds.eval_sets("both"):
-            d = f"{rs.query_view}2{rs.gallery_view}"
-            if d not in DIRECTIONS or "@" in rs.name:
-                continue
-            acc = {m: 0.0 for m in METRICS}
-            for _ in range(trials):
-                q = rng.standard_normal((len(rs.query_labels), 8))
-                g = rng.standard_normal((len(rs.gallery_labels), 8))
-                m = retrieval_metrics(q, g, rs.query_labels, rs.gallery_labels)
-                for k in METRICS:
-                    acc[k] += m[k] / trials
-            out[d][region] = acc
-    return out
+    return levels(data_dir, regions, trials, seed)
 
 
 NCE_TERMS = ("nce_dro_sat", "nce_dro_pc", "nce_sat_pc")
@@ -507,6 +490,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--doc-tag", default="study-tables", help="marker name used with --doc")
     p.add_argument("--json", default="", help="also copy results.json here")
     p.add_argument("--aggregate-only", action="store_true", help="only (re)write the tables")
+    p.add_argument(
+        "--shard",
+        default="0/1",
+        help="I/N: train only every N-th run of the plan starting at I, so that N processes "
+        "(e.g. OMP_NUM_THREADS=1 each) share one study folder; shards other than 0 wait for "
+        "shard 0 to finish synthesis and reconstruction",
+    )
     return p.parse_args(argv)
 
 
@@ -521,6 +511,18 @@ def _plan(args: argparse.Namespace) -> list[tuple[str, int]]:
     plan += [(c, s) for s in later for c in prio]
     plan += [(c, s) for s in later for c in rest]
     return plan
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    from geolink.errors import ConfigError
+
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard {text}: expected I/N, e.g. 0/2") from None
+    if not 0 <= i < n:
+        raise ConfigError(f"--shard {text}: need 0 <= I < N")
+    return i, n
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -561,9 +563,20 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"--train-region {train_region}: not one of {regions}")
         targets = [r for r in regions if r != train_region]
         if not args.aggregate_only:
-            stages.run("reconstruct", lambda: _reconstruct(cfg, data_dir, train_region, recon_dir))
+            shard, n_shards = _parse_shard(args.shard)
+            if shard == 0:
+                stages.run(
+                    "reconstruct", lambda: _reconstruct(cfg, data_dir, train_region, recon_dir)
+                )
+            else:
+                while not stages.done("reconstruct"):
+                    logger.info("shard %d: waiting for shard 0 to reconstruct", shard)
+                    time.sleep(15)
+                    stages.refresh()
             plan = _plan(args)
             for i, (config, seed) in enumerate(plan):
+                if i % n_shards != shard:
+                    continue
                 logger.info("run %d/%d: %s seed %d", i + 1, len(plan), config, seed)
                 stages.run(
                     f"run_{run_name(config, seed)}",

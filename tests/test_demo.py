@@ -39,6 +39,7 @@ def test_quick_demo_end_to_end_and_resume(tmp_path, capsys):
     # both models appear with numbers in the cross-area and weather tables
     assert report.count("| GeoLink |") >= 3 and report.count("| 2D baseline") >= 3
     assert "## Weather robustness" in report and "fog_rain R@1" in report
+    assert report.count("| *chance (random ranking)* |") == 2  # the floor under both tables
     for png in ("contact_sheet", "point_clouds", "loss_curves", "retrieval_geolink"):
         assert (out / "figures" / f"{png}.png").is_file(), png
     assert str(out / "report.md") in capsys.readouterr().out

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from geolink.errors import DataError, GeoLinkError
-from geolink.evaluate import meter_accuracy, retrieval_metrics, sdm_at_k
+from geolink.evaluate import chance_metrics, meter_accuracy, retrieval_metrics, sdm_at_k
 from geolink.evaluate.metrics import haversine_m, positive_ranks
 from geolink.evaluate.reference import retrieval_metrics_loop
 
@@ -132,6 +132,20 @@ def test_bad_inputs_raise_user_errors():
         retrieval_metrics(q, q, ["a"], ["a", "b"])
     with pytest.raises(GeoLinkError, match="protocol"):
         retrieval_metrics(q, q, ["a", "b"], ["a", "b"], protocol="mine")
+
+
+def test_chance_metrics_match_the_expected_random_ranking():
+    # one positive among N = 4 gallery items, rank r uniform on 0..3:
+    # R@1 = 1/4; AP = E[(1[r=0] + 1/(r+1)) / 2] = (1/4 + H_4/4) / 2 = 0.38542
+    q, g = ["a", "b", "c", "d"] * 50, ["a", "b", "c", "d"]
+    m = chance_metrics(q, g, trials=400, seed=1)
+    assert m["R@1"] == pytest.approx(25.0, abs=1.0)
+    assert m["AP"] == pytest.approx(38.542, abs=1.0)
+    assert m["R@5"] == pytest.approx(100.0)
+    # paper protocol: a gallery class no query has is junk, so it cannot lower the floor
+    junk = chance_metrics(q, [*g, "x"], trials=400, seed=1)
+    assert junk["R@1"] == pytest.approx(25.0, abs=1.0) and junk["R@5"] == pytest.approx(100.0)
+    assert chance_metrics(q, [*g, "x"], protocol="official", trials=400, seed=1)["R@1"] < 22
 
 
 def test_sdm_at_k_hand_computed():

@@ -127,6 +127,26 @@ def test_cached_point_features_equal_raw_points_path():
     )
 
 
+def test_point_input_norm_standardises_descriptors_that_share_a_common_part():
+    # descriptors = one large common vector + small per-scene parts (what Point-NN gives on
+    # similar scenes): raw they are nearly parallel; batch-standardised they are not
+    torch.manual_seed(0)
+    common = torch.rand(1, 72 * 16) * 10
+    feats = common + 0.05 * torch.randn(8, 72 * 16)
+    model, _ = tiny_model(**{"model.point.input_norm": "batch", "model.point.head": "linear"})
+    model.train()
+    normed = model.point_norm(feats)
+    torch.testing.assert_close(normed.mean(0), torch.zeros(72 * 16), atol=1e-3, rtol=0)
+    cos = torch.nn.functional.cosine_similarity
+    assert cos(feats[0], feats[1], dim=0) > 0.99
+    assert abs(cos(normed[0], normed[1], dim=0)) < 0.3
+    assert model.encode_points(point_features=feats).shape == (8, 64)
+    plain, _ = tiny_model()
+    assert isinstance(plain.point_norm, torch.nn.Identity)
+    with pytest.raises(ValueError, match="input_norm"):
+        tiny_model(**{"model.point.input_norm": "layer"})
+
+
 def test_two_optimisation_steps_lower_the_total_loss():
     torch.manual_seed(0)
     model, _ = tiny_model()

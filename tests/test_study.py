@@ -131,9 +131,31 @@ def test_overrides_of_configs(study, tmp_path):
         if name == "baseline":  # the 3D terms need the 3D branch; L_sc is off explicitly
             assert not cfg.loss.use_sc
             continue
-        assert cfg.loss.use_ga == (name in ("ga", "geolink"))
-        assert cfg.loss.use_sc == (name in ("sc", "geolink"))
-        assert cfg.loss.use_rd == (name in ("rd", "geolink"))
+        full = name.startswith("geolink")
+        assert cfg.loss.use_ga == (name == "ga" or full)
+        assert cfg.loss.use_sc == (name == "sc" or full)
+        assert cfg.loss.use_rd == (name == "rd" or full)
+        assert cfg.model.point.input_norm == ("batch" if "_bn" in name else "none")
+        assert cfg.model.point.head == ("linear" if name.endswith("linear") else "mme")
+
+
+def test_shards_split_the_plan_and_share_the_stage_records(study, tmp_path):
+    from geolink.demo import Stages
+    from geolink.errors import ConfigError
+
+    assert study._parse_shard("1/2") == (1, 2)
+    for bad in ("2/2", "x", "1"):
+        with pytest.raises(ConfigError, match="--shard"):
+            study._parse_shard(bad)
+    a, b = Stages(tmp_path), Stages(tmp_path)  # two processes on one folder
+    a.run("run_x_s0", lambda: 1)
+    b.run("run_y_s0", lambda: 2)  # b never saw a's record in memory; it must keep it
+    assert not b.done("missing")
+    fresh = Stages(tmp_path)
+    assert fresh.done("run_x_s0") and fresh.done("run_y_s0")
+    assert not a.done("run_y_s0")
+    a.refresh()
+    assert a.done("run_y_s0")
 
 
 def test_splice_keeps_prose(study):

@@ -44,16 +44,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
-def _options(pairs: list[str]) -> dict[str, str]:
+def parse_pairs(items: list[str], what: str = "dataset option") -> dict:
+    """``key=value`` strings -> dict; values are read as YAML (``regions=[a,b]``, ``stride=4``,
+    ``flag=true``), falling back to the plain string."""
+    import yaml
+
     from geolink.errors import ConfigError
 
     out = {}
-    for item in pairs:
+    for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"dataset option '{item}' must look like key=value")
-        out[key.strip()] = value.strip()
+        if not sep or not key.strip():
+            raise ConfigError(f"{what} '{item}' must look like key=value")
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            out[key.strip()] = value.strip()
     return out
+
+
+def _options(pairs: list[str]) -> dict:
+    return parse_pairs(pairs, "dataset option")
 
 
 def format_summary(info: dict) -> str:

@@ -59,24 +59,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
-def _pairs(items: list[str], what: str) -> dict:
-    import yaml
-
-    from geolink.errors import ConfigError
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"{what} '{item}' must look like key=value")
-        try:
-            out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
-        except yaml.YAMLError:
-            out[key.strip()] = value
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
+    from geolink.cli.data import parse_pairs as _pairs
     from geolink.errors import ConfigError
     from geolink.recon import pipeline
 

@@ -296,9 +296,11 @@ def unique(seq: Iterable[str]) -> list[str]:
 
 
 def as_list(value: str | Sequence[str] | None) -> list[str] | None:
-    """Accept ``"a,b"`` or ``["a", "b"]`` (CLI options arrive as strings)."""
+    """Accept ``"a,b"``, ``["a", "b"]`` or one scalar (``150``: CLI options are read as YAML)."""
     if value is None:
         return None
     if isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, Sequence):
+        return [str(value)]
     return [str(v) for v in value]

@@ -65,9 +65,7 @@ class SUES200(CrossViewDataset):
         train_ids: str | Path | None = None,
     ):
         super().__init__(root)
-        hs = [
-            str(h) for h in (as_list(heights) if isinstance(heights, str) else heights or HEIGHTS)
-        ]
+        hs = [str(h) for h in (as_list(heights) or HEIGHTS)]
         bad = [h for h in hs if h not in HEIGHTS]
         if bad:
             raise DataError(

@@ -4,6 +4,6 @@ Only the pure metric functions are imported here; the rest (embedding, evaluator
 imported from its module where used.
 """
 
-from geolink.evaluate.metrics import meter_accuracy, retrieval_metrics, sdm_at_k
+from geolink.evaluate.metrics import chance_metrics, meter_accuracy, retrieval_metrics, sdm_at_k
 
-__all__ = ["meter_accuracy", "retrieval_metrics", "sdm_at_k"]
+__all__ = ["chance_metrics", "meter_accuracy", "retrieval_metrics", "sdm_at_k"]

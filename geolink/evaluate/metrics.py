@@ -256,6 +256,31 @@ def retrieval_metrics(
     return summarize(per_query, ks)
 
 
+def chance_metrics(
+    query_labels: Sequence,
+    gallery_labels: Sequence,
+    protocol: str = "paper",
+    trials: int = 200,
+    seed: int = 0,
+    ks: Sequence[int] = DEFAULT_KS,
+) -> dict[str, float]:
+    """Expected :func:`retrieval_metrics` of a random ranking on these labels (percent).
+
+    Each trial scores random Gaussian embeddings, which rank every query's gallery in a
+    uniformly random order, through the same metric code; the result is the mean over
+    ``trials``. It is the floor a trained model has to beat on that retrieval set (with one
+    positive among N gallery items, R@1 = 100/N).
+    """
+    rng = np.random.default_rng(seed)
+    total: dict[str, float] = {}
+    for _ in range(trials):
+        q = rng.standard_normal((len(query_labels), 8)).astype(np.float32)
+        g = rng.standard_normal((len(gallery_labels), 8)).astype(np.float32)
+        for k, v in retrieval_metrics(q, g, query_labels, gallery_labels, protocol, ks).items():
+            total[k] = total.get(k, 0.0) + v / trials
+    return total
+
+
 def _coords(coords: np.ndarray | Sequence, what: str) -> np.ndarray:
     arr = np.asarray(coords, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] != 2:

@@ -27,7 +27,8 @@ class LossConfig:
     use_sc: bool = True  # L_sc
     lambda_sc: float = 4.0
     use_rd: bool = True  # L_rd
-    rd_normalization: str = "mean"  # mean (released code) | sum (Eq. 11-13; ~1e-6 gradients, see fidelity)
+    # mean (released code) | sum (Eq. 11-13; ~1e-6 gradients, see docs/fidelity.md)
+    rd_normalization: str = "mean"
     rd_weight: float = 1.0
     rd_detach_teacher: bool = False
     use_ga: bool = True  # L_ga

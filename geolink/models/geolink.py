@@ -31,6 +31,9 @@ class PointBranchConfig:
     beta: float = 100.0
     lga_std: str = "cloud"  # cloud (ours) | batch (original Point-NN)
     head: str = "mme"  # mme | linear (the "Baseline" row of Table 5 without MME)
+    # none (paper) | batch: standardise each Point-NN dimension with batch statistics (running
+    # statistics at eval) before the head; ours, for descriptors that differ little across scenes
+    input_norm: str = "none"
     experts: int = 3
     expert_channels: int = 1024
     expert_dilations: list[int] = field(default_factory=list)  # empty = all 1 (released code)
@@ -57,6 +60,12 @@ class GeoLink(nn.Module):
                 raise ValueError(f"unknown point encoder '{p.encoder}' (available: point_nn)")
             self.point_encoder = PointNN(p.stages, p.embed_dim, p.k, p.alpha, p.beta, p.lga_std)
             in_dim = self.point_encoder.out_dim
+            if p.input_norm == "batch":
+                self.point_norm: nn.Module = nn.BatchNorm1d(in_dim, affine=False)
+            elif p.input_norm == "none":
+                self.point_norm = nn.Identity()
+            else:
+                raise ValueError(f"unknown point input_norm '{p.input_norm}' (none | batch)")
             if p.head == "mme":
                 self.point_head = MME(
                     in_dim, p.experts, p.expert_channels, dim, p.expert_dilations or None
@@ -82,7 +91,7 @@ class GeoLink(nn.Module):
             if points is None:
                 raise ValueError("encode_points needs points or point_features")
             point_features = self.point_encoder(points)
-        return self.point_head(point_features)
+        return self.point_head(self.point_norm(point_features))
 
     def forward(
         self,
