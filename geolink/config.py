@@ -44,9 +44,8 @@ class TrainConfig:
     device: str = "auto"
     log_every: int = 10
     max_steps_per_epoch: int = 0  # 0 = full epoch; >0 caps steps (CPU demos)
-    eval_every: int = (
-        1  # validate (drone->satellite R@1 on the dataset's test split) every N epochs; 0 = never
-    )
+    # validate (drone->satellite R@1 on the dataset's test split) every N epochs; 0 = never
+    eval_every: int = 1
     eval_max_queries: int = 0  # 0 = all queries; >0 = a fixed, evenly spaced subset (speed)
     skip_corrupt: bool = False  # replace unreadable training images (reported) instead of stopping
 

@@ -556,6 +556,12 @@ def main(argv: list[str] | None = None) -> int:
         cfg = DemoConfig(synth_preset=args.synth_preset, seed=args.data_seed)
         stages = Stages(out)
         data_dir, recon_dir = out / "data", out / "recon"
+        shard, n_shards = _parse_shard(args.shard)
+        if shard > 0 and not args.aggregate_only:
+            while not stages.done("reconstruct"):  # shard 0 makes the data and the clouds
+                logger.info("shard %d: waiting for shard 0 to synthesize and reconstruct", shard)
+                time.sleep(15)
+                stages.refresh()
         stages.run("synthesize", lambda: str(_synthesize(cfg, data_dir)))
         regions = list(json.loads((data_dir / "synth.json").read_text())["regions"])
         train_region = args.train_region or regions[0]
@@ -563,16 +569,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"--train-region {train_region}: not one of {regions}")
         targets = [r for r in regions if r != train_region]
         if not args.aggregate_only:
-            shard, n_shards = _parse_shard(args.shard)
-            if shard == 0:
-                stages.run(
-                    "reconstruct", lambda: _reconstruct(cfg, data_dir, train_region, recon_dir)
-                )
-            else:
-                while not stages.done("reconstruct"):
-                    logger.info("shard %d: waiting for shard 0 to reconstruct", shard)
-                    time.sleep(15)
-                    stages.refresh()
+            stages.run("reconstruct", lambda: _reconstruct(cfg, data_dir, train_region, recon_dir))
             plan = _plan(args)
             for i, (config, seed) in enumerate(plan):
                 if i % n_shards != shard:
