@@ -140,6 +140,38 @@ def make_retrieval_set(
     )
 
 
+# The University-1652 test folders (DenseUAV and the synthetic benchmark use the same layout):
+# direction -> (query folder, gallery folder, query view, gallery view)
+U1652_TEST_SETS = {
+    "drone2satellite": ("query_drone", "gallery_satellite", "drone", "satellite"),
+    "satellite2drone": ("query_satellite", "gallery_drone", "satellite", "drone"),
+}
+
+
+def u1652_eval_sets(
+    folder: Callable[[str, str], dict[str, list[Path]]],
+    direction: str,
+    coords: dict[str, tuple[float, float]] | None = None,
+) -> list[RetrievalSet]:
+    """Retrieval sets of a University-1652-layout test split; ``folder(split, name)`` lists the
+    ``{location: images}`` of ``split/name``."""
+    sets = []
+    for d in parse_directions(direction):
+        q, g, qv, gv = U1652_TEST_SETS[d]
+        sets.append(make_retrieval_set(d, folder("test", q), folder("test", g), qv, gv, coords))
+    return sets
+
+
+def u1652_scenes(
+    folder: Callable[[str, str], dict[str, list[Path]]], split: str
+) -> dict[str, list[Path]]:
+    """Reconstruction scenes of a University-1652-layout split: the drone images per location."""
+    names = {"train": "drone", "test": "query_drone"}
+    if split not in names:
+        raise DataError(f"unknown split '{split}'; expected train or test")
+    return folder(split, names[split])
+
+
 def _flatten(groups: dict[str, list[Path]]) -> tuple[list[Path], list[str]]:
     paths: list[Path] = []
     labels: list[str] = []

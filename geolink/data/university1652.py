@@ -15,10 +15,10 @@ from geolink.data.base import (
     Pair,
     RetrievalSet,
     list_location_folders,
-    make_retrieval_set,
     pairs_from_folders,
-    parse_directions,
     require_dir,
+    u1652_eval_sets,
+    u1652_scenes,
 )
 from geolink.errors import DataError
 
@@ -104,29 +104,10 @@ class University1652(CrossViewDataset):
         return pairs_from_folders(drone, satellite)
 
     def eval_sets(self, direction: str = "both") -> list[RetrievalSet]:
-        sets = []
-        coords = self.coordinates()
-        for d in parse_directions(direction):
-            if d == "drone2satellite":
-                q, g = (
-                    self._folder("test", "query_drone"),
-                    self._folder("test", "gallery_satellite"),
-                )
-                sets.append(make_retrieval_set(d, q, g, "drone", "satellite", coords))
-            else:
-                q, g = (
-                    self._folder("test", "query_satellite"),
-                    self._folder("test", "gallery_drone"),
-                )
-                sets.append(make_retrieval_set(d, q, g, "satellite", "drone", coords))
-        return sets
+        return u1652_eval_sets(self._folder, direction, self.coordinates())
 
     def scenes(self, split: str = "train") -> dict[str, list[Path]]:
-        if split == "train":
-            return self._folder("train", "drone")
-        if split == "test":
-            return self._folder("test", "query_drone")
-        raise DataError(f"unknown split '{split}'; expected train or test")
+        return u1652_scenes(self._folder, split)
 
     def coordinates(self) -> dict[str, tuple[float, float]]:
         return {self.prefix + k: v for k, v in self._coords.items()}
