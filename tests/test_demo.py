@@ -1,10 +1,13 @@
 """`geolink demo --quick`: the whole pipeline on the tiny preset, then a resume."""
 
 import json
+import shlex
+from pathlib import Path
 
 import pytest
 
-from geolink.cli.main import main
+from geolink.cli.main import build_parser, main
+from geolink.config import load_config
 
 
 @pytest.mark.gl
@@ -43,6 +46,31 @@ def test_quick_demo_end_to_end_and_resume(tmp_path, capsys):
     for png in ("contact_sheet", "point_clouds", "loss_curves", "retrieval_geolink"):
         assert (out / "figures" / f"{png}.png").is_file(), png
     assert str(out / "report.md") in capsys.readouterr().out
+    # the report's command list is valid CLI, and one of its eval commands reproduces the demo
+    block = report.split("```bash\n", 1)[1].split("```", 1)[0]
+    cmds = [shlex.split(line) for line in block.splitlines() if line.strip()]
+    assert [c[1] for c in cmds[:4]] == ["synth", "reconstruct", "train", "train"]
+    for cmd in cmds:
+        parser, chosen = build_parser(cmd[1:])
+        args = parser.parse_args(cmd[1:])
+        if chosen == "train":
+            load_config(args.preset, args.overrides)
+    ev = [c for c in cmds if c[1] == "eval" and "--weather" not in c][-1]
+    i = ev.index("--out")
+    ev[i + 1] = str(tmp_path / "again")
+    assert main(ev[1:]) == 0
+    region = ev[ev.index("-o") + 1].split("=")[1]
+    run = Path(ev[ev.index("--checkpoint") + 1]).parents[1]
+    clean = [
+        {k: r[k] for k in ("set", "metrics")}
+        for r in json.loads((run / "eval" / region / "metrics.json").read_text())
+        if r["condition"] == "clean"
+    ]
+    again = [
+        {k: r[k] for k in ("set", "metrics")}
+        for r in json.loads((tmp_path / "again" / "metrics.json").read_text())
+    ]
+    assert again == clean
     # a second run resumes: every stage is skipped, the report is rewritten
     before = (out / "runs" / "geolink" / "checkpoints" / "best.safetensors").stat().st_mtime_ns
     assert main(["demo", "--quick", "--out", str(out)]) == 0
