@@ -49,6 +49,17 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     # ours, not in the paper: standardise the Point-NN descriptor before the head
     "geolink_bn": ("cpu", ["model.point.input_norm=batch"]),
     "geolink_bn_linear": ("cpu", ["model.point.input_norm=batch", "model.point.head=linear"]),
+    "mme_bn": (
+        "cpu",
+        [
+            "model.point.input_norm=batch",
+            "loss.use_sc=false",
+            "loss.use_rd=false",
+            "loss.use_ga=false",
+        ],
+    ),
+    "geolink_bn_nosc": ("cpu", ["model.point.input_norm=batch", "loss.use_sc=false"]),
+    "geolink_bn_l1": ("cpu", ["model.point.input_norm=batch", "loss.lambda_sc=1.0"]),
 }
 LABELS = {
     "baseline": "2D baseline",
@@ -59,6 +70,9 @@ LABELS = {
     "geolink": "+L_ga+L_sc+L_rd (GeoLink)",
     "geolink_bn": "GeoLink, standardised point input (ours)",
     "geolink_bn_linear": "GeoLink, standardised point input, linear head (ours)",
+    "mme_bn": "Baseline+MME (L_cc), standardised point input (ours)",
+    "geolink_bn_nosc": "GeoLink without L_sc, standardised point input (ours)",
+    "geolink_bn_l1": "GeoLink with λ = 1, standardised point input (ours)",
 }
 
 # A CPU-sized model shared by every config (the study is a comparison, not a record): a small
