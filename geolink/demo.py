@@ -4,7 +4,7 @@ Stages (each resumable: a finished stage is recorded in ``stages.json`` and skip
 synthesize regions -> reconstruct point clouds of the training region with COLMAP -> cache
 Point-NN features -> train the 2D baseline and GeoLink on one region -> evaluate both zero-shot
 on the other regions (both directions) and under the paper's four weather conditions -> figures
--> ``report.md``.
+-> ``report.md`` (+ ``report.html``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -81,11 +82,14 @@ class Stages:
         entry = {"status": "done", "seconds": time.perf_counter() - t0, "result": result}
         # read-modify-write under a lock, so that processes sharing the folder (a study split
         # into shards) keep each other's records
-        with open(self.path.with_name(self.path.name + ".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        fd = os.open(self.path.parent, os.O_RDONLY)  # lock the folder: no lock file left over
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
             self.refresh()
             self.state[name] = entry
             atomic_write_json(self.path, self.state)
+        finally:
+            os.close(fd)  # releases the lock
         return result
 
     def refresh(self) -> None:

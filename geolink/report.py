@@ -264,4 +264,33 @@ models are within seed-to-seed variation; `docs/results.md` has the multi-seed s
 """
     path = out / "report.md"
     atomic_write_text(path, md)
+    write_html(md, out / "report.html")
+    return path
+
+
+HTML_STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em;
+       line-height: 1.45; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }
+tr:nth-child(even) { background: #fafafa; }
+img { max-width: 100%; }
+pre { background: #f5f5f5; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
+"""
+
+
+def write_html(md: str, path: Path) -> Path | None:
+    """The report as one HTML page (images stay relative links), for a browser; skipped with a
+    warning when the ``markdown`` package is missing."""
+    try:
+        import markdown
+    except ImportError:
+        logger.warning("markdown is not installed: no %s", path.name)
+        return None
+    body = markdown.markdown(md, extensions=["tables", "fenced_code"])
+    page = (
+        '<!doctype html>\n<html><head><meta charset="utf-8"><title>GeoLink demo report</title>'
+        f"<style>{HTML_STYLE}</style></head>\n<body>\n{body}\n</body></html>\n"
+    )
+    atomic_write_text(path, page)
     return path

@@ -43,6 +43,9 @@ def test_quick_demo_end_to_end_and_resume(tmp_path, capsys):
     assert report.count("| GeoLink |") >= 3 and report.count("| 2D baseline") >= 3
     assert "## Weather robustness" in report and "fog_rain R@1" in report
     assert report.count("| *chance (random ranking)* |") == 2  # the floor under both tables
+    html = (out / "report.html").read_text()
+    tables = sum(line.startswith("|---") for line in report.splitlines())
+    assert html.count("<table>") == tables and '<img alt="t-SNE" src="figures/' in html
     for png in ("contact_sheet", "point_clouds", "loss_curves", "retrieval_geolink"):
         assert (out / "figures" / f"{png}.png").is_file(), png
     assert str(out / "report.md") in capsys.readouterr().out

@@ -11,7 +11,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="the synthetic benchmark end to end, with a report",
         description="Synthesize regions -> reconstruct point clouds (COLMAP) -> train the 2D "
         "baseline and GeoLink on one region -> evaluate zero-shot on the others (both directions, "
-        "four weather conditions) -> report.md. Re-running resumes finished stages.",
+        "four weather conditions) -> report.md + report.html. Re-running resumes finished stages.",
     )
     p.add_argument("--out", default="geolink-demo", help="output folder (default: ./geolink-demo)")
     p.add_argument(
