@@ -63,10 +63,6 @@ def parse_pairs(items: list[str], what: str = "dataset option") -> dict:
     return out
 
 
-def _options(pairs: list[str]) -> dict:
-    return parse_pairs(pairs, "dataset option")
-
-
 def format_summary(info: dict) -> str:
     """Human-readable table of :meth:`CrossViewDataset.summary` output."""
     lines = [
@@ -95,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
     from geolink.data import build_dataset
 
-    dataset = build_dataset(args.dataset, args.root, **_options(args.option))
+    dataset = build_dataset(args.dataset, args.root, **parse_pairs(args.option))
     info = dataset.summary(check_images=args.check_images, skip_corrupt=args.skip_corrupt)
     if args.json:
         json.dump(info, sys.stdout, indent=2)

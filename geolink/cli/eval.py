@@ -82,13 +82,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from geolink.checkpoint import load_image_encoder
-    from geolink.cli.data import _options
+    from geolink.cli.data import parse_pairs
     from geolink.data import build_dataset
     from geolink.evaluate.evaluator import evaluate
 
     conditions = parse_conditions(args.weather, clean=not args.no_clean)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dataset = build_dataset(args.dataset, args.root, **_options(args.option))
+    dataset = build_dataset(args.dataset, args.root, **parse_pairs(args.option))
     encoder, meta = load_image_encoder(args.checkpoint, map_location=device)
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"eval_{args.dataset}"
     protocols = ["paper", "official"] if args.protocol == "both" else [args.protocol]

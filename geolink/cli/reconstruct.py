@@ -60,13 +60,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from geolink.cli.data import parse_pairs as _pairs
+    from geolink.cli.data import parse_pairs
     from geolink.errors import ConfigError
     from geolink.recon import pipeline
 
     conf = {
         "backend": args.backend,
-        "backend_conf": _pairs(args.backend_opt, "backend option"),
+        "backend_conf": parse_pairs(args.backend_opt, "backend option"),
         "split": args.split,
         "groups": args.groups,
         "group_mode": args.group_mode,
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("give --dataset and --root (or --import-colmap SRC --out OUT)")
         from geolink.data import build_dataset
 
-        dataset = build_dataset(args.dataset, args.root, **_pairs(args.option, "dataset option"))
+        dataset = build_dataset(args.dataset, args.root, **parse_pairs(args.option))
         suffix = f"_g{args.groups}" if args.groups > 1 else ""
         out = Path(args.out) if args.out else Path(args.root) / "recon" / f"{args.backend}{suffix}"
         manifest_path = pipeline.main(conf, dataset, out, overwrite=args.overwrite)

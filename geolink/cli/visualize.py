@@ -105,25 +105,14 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing PNG")
 
 
-def _options(pairs: list[str]) -> dict[str, str]:
-    from geolink.errors import ConfigError
-
-    out = {}
-    for item in pairs:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"dataset option '{item}' must look like key=value")
-        out[key.strip()] = value.strip()
-    return out
-
-
 def _retrieval_set(args: argparse.Namespace):
+    from geolink.cli.data import parse_pairs
     from geolink.data import build_dataset
     from geolink.errors import GeoLinkError
 
     if args.root is None:
         raise GeoLinkError("--root (a dataset root) is needed here")
-    ds = build_dataset(args.dataset, args.root, **_options(args.option))
+    ds = build_dataset(args.dataset, args.root, **parse_pairs(args.option))
     sets = ds.eval_sets(args.direction)
     if args.set:
         chosen = [s for s in sets if s.name == args.set]
