@@ -27,6 +27,8 @@ class DataConfig:
     options: dict[str, Any] = field(default_factory=dict)  # passed to build_dataset
     points: str | None = None  # reconstruction folder holding point_features.safetensors
     num_workers: int = 2
+    # train on this many training locations (a subset drawn with train.seed); 0 = all
+    train_locations: int = 0
 
 
 @dataclass
@@ -44,10 +46,23 @@ class TrainConfig:
     device: str = "auto"
     log_every: int = 10
     max_steps_per_epoch: int = 0  # 0 = full epoch; >0 caps steps (CPU demos)
-    # validate (drone->satellite R@1 on the dataset's test split) every N epochs; 0 = never
+    # validate (drone->satellite R@1, see `select`) every N epochs (and after the last); 0 = never
     eval_every: int = 1
+    # which weights best.safetensors holds: val = the best epoch on a validation split held out
+    # from the training locations (val_fraction of them, drawn with train.seed); last = the
+    # last epoch (no selection); test = the best epoch on the dataset's own test split (what
+    # the authors' code does: it reads test data, so its numbers are optimistic)
+    select: str = "val"
+    val_fraction: float = 0.1
     eval_max_queries: int = 0  # 0 = all queries; >0 = a fixed, evenly spaced subset (speed)
     skip_corrupt: bool = False  # replace unreadable training images (reported) instead of stopping
+    # full: Sample4Geo's photometric + dropout augmentation and the geometric ones;
+    # geometric: only the joint flip and the satellite's 90-degree rotations
+    augment: str = "full"
+    # run the frozen trunk (model.image.frozen_blocks) once per training image and geometric
+    # variant, and train on the cached activations (needs augment=geometric)
+    frozen_cache: bool = False
+    frozen_cache_dir: str | None = None  # default: <run>/frozen_cache; share it between runs
 
 
 @dataclass

@@ -30,13 +30,23 @@ class DemoConfig:
     synth_overrides: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     train_region: str = ""  # empty = the first region of the benchmark
-    recon_backend: str = "colmap"
+    # depth fusion of the rendered depth maps (seconds for 200 scenes); colmap: SfM from the
+    # drone images alone (about 2.5 s a scene on 2 cores)
+    recon_backend: str = "depth"
     recon_workers: int = 2
     geolink_preset: str = "demo"
     baseline_preset: str = "demo_baseline"
     train_overrides: list[str] = field(default_factory=list)
     conditions: tuple[str, ...] = ("fog_rain", "fog_snow", "rain_snow", "wind")
-    eval_batch_size: int = 32
+    # target regions evaluated under weather (the first target, the near one, by default: each
+    # condition costs a full pass over its queries); empty = every target
+    weather_regions: tuple[str, ...] | None = None
+    # evaluate the encoder before training ("pretrained features, no training")
+    reference: bool = True
+    # which checkpoint is evaluated: best (the best epoch on a validation split held out from
+    # the training locations; no test data is read) | last
+    checkpoint: str = "best"
+    eval_batch_size: int = 64
 
 
 QUICK = dict(
@@ -49,6 +59,8 @@ QUICK = dict(
         "train.epochs=2",
         "train.batch_size=2",
         "model.image.backbone=test_vit",
+        "model.image.pretrained=none",
+        "model.image.frozen_blocks=0",
         "model.image.img_size=56",
         "model.image.mix_out_channels=32",
         "model.image.mix_out_rows=2",
@@ -132,6 +144,11 @@ def run_demo(out: str | Path, quick: bool = False, cfg: DemoConfig | None = None
     train_region = cfg.train_region or regions[0]
     targets = [r for r in regions if r != train_region]
     stages.run("reconstruct", lambda: _reconstruct(cfg, data_dir, train_region, recon_dir))
+    if cfg.reference:
+        stages.run(
+            "reference",
+            lambda: _reference(cfg, data_dir, runs / "untrained", [train_region, *targets]),
+        )
     for kind in ("baseline", "geolink"):
         stages.run(
             f"train_{kind}",
@@ -139,15 +156,27 @@ def run_demo(out: str | Path, quick: bool = False, cfg: DemoConfig | None = None
                 _train(cfg, kind, data_dir, train_region, recon_dir, runs / kind)
             ),
         )
+    weather = weather_regions(cfg, targets)
     for kind in ("baseline", "geolink"):
+        ckpt = runs / kind / "checkpoints" / f"{cfg.checkpoint}.safetensors"
         stages.run(
             f"evaluate_{kind}",
-            lambda kind=kind: _evaluate(cfg, runs / kind, data_dir, [train_region, *targets]),
+            lambda kind=kind, ckpt=ckpt: _evaluate(
+                cfg, ckpt, runs / kind, data_dir, [train_region, *targets], weather
+            ),
         )
     stages.run("figures", lambda: _figures(cfg, out, data_dir, recon_dir, runs, targets))
     from geolink.report import write_report
 
     return write_report(out, cfg, train_region, targets, stages.seconds())
+
+
+def weather_regions(cfg: DemoConfig, targets: list[str]) -> list[str]:
+    if not cfg.conditions:
+        return []
+    if cfg.weather_regions is None:
+        return targets[:1]
+    return [t for t in targets if t in cfg.weather_regions] if cfg.weather_regions else targets
 
 
 def _synthesize(cfg: DemoConfig, data_dir: Path) -> Path:
@@ -171,13 +200,7 @@ def _train(cfg: DemoConfig, kind: str, data_dir: Path, region: str, recon: Path,
     from geolink.train.trainer import train
 
     preset = cfg.geolink_preset if kind == "geolink" else cfg.baseline_preset
-    over = [
-        "data.dataset=synthetic",
-        f"data.root={data_dir}",
-        f"data.options.regions=[{region}]",
-        f"train.seed={cfg.seed}",
-        *cfg.train_overrides,
-    ]
+    over = [*train_overrides(cfg, data_dir, region, run.parent)]
     if kind == "geolink":
         over.append(f"data.points={recon}")
     else:
@@ -186,17 +209,50 @@ def _train(cfg: DemoConfig, kind: str, data_dir: Path, region: str, recon: Path,
     return train(load_config(preset, over), run, resume=resume)
 
 
-def _evaluate(cfg: DemoConfig, run: Path, data_dir: Path, regions: list[str]) -> dict:
+def train_overrides(cfg: DemoConfig, data_dir: Path, region: str, runs: Path) -> list[str]:
+    """The training overrides every demo model shares (the report prints the same)."""
+    return [
+        "data.dataset=synthetic",
+        f"data.root={data_dir}",
+        f"data.options.regions=[{region}]",
+        f"train.seed={cfg.seed}",
+        # both models start from the same frozen trunk: its activations are computed once
+        f"train.frozen_cache_dir={runs / 'frozen_cache'}",
+        *cfg.train_overrides,
+    ]
+
+
+def _reference(cfg: DemoConfig, data_dir: Path, run: Path, regions: list[str]) -> dict:
+    """The baseline's encoder as training starts (pretrained backbone, freshly initialised
+    MixVPR, the same seed), saved as a checkpoint and evaluated like the trained models."""
+    from geolink.checkpoint import save_model
+    from geolink.config import load_config, to_yaml
+    from geolink.models.geolink import GeoLink
+    from geolink.train.trainer import seed_everything
+
+    over = train_overrides(cfg, data_dir, regions[0], run.parent)
+    conf = load_config(cfg.baseline_preset, [*over, "model.point.enabled=false"])
+    seed_everything(conf.train.seed)
+    model = GeoLink(conf.model, conf.loss)
+    ckpt = save_model(
+        model, run / "checkpoints" / "untrained.safetensors", to_yaml(conf), {"epoch": 0}
+    )
+    return _evaluate(cfg, ckpt, run, data_dir, regions, weather=[])
+
+
+def _evaluate(
+    cfg: DemoConfig, ckpt: Path, run: Path, data_dir: Path, regions: list[str], weather: list[str]
+) -> dict:
     from geolink.checkpoint import load_image_encoder
     from geolink.data import build_dataset
     from geolink.evaluate.evaluator import evaluate
 
-    encoder, meta = load_image_encoder(run / "checkpoints" / "best.safetensors")
+    encoder, meta = load_image_encoder(ckpt)
     summary = {}
-    for i, region in enumerate(regions):
+    for region in regions:
         ds = build_dataset("synthetic", data_dir, regions=[region])
-        # Weather on the cross-region targets only (Table 4 is a cross-area setting).
-        conds = ["clean"] + (list(cfg.conditions) if i > 0 else [])
+        # Weather on cross-region targets only (Table 4 is a cross-area setting).
+        conds = ["clean"] + (list(cfg.conditions) if region in weather else [])
         res = evaluate(
             encoder,
             ds,
@@ -242,7 +298,10 @@ def _figures(
     attempt("contact_sheet", lambda: _contact_sheet(data_dir, fig / "contact_sheet.png"))
     attempt("point_clouds", lambda: _point_clouds(recon_dir, fig / "point_clouds.png"))
     attempt("loss_curves", lambda: _loss_curves(runs, fig / "loss_curves.png"))
-    attempt("tsne", lambda: _tsne(runs, data_dir, targets[0], fig / "tsne.png", cfg.seed))
+    attempt(
+        "tsne",
+        lambda: _tsne(runs, data_dir, targets[0], fig / "tsne.png", cfg.seed, cfg.checkpoint),
+    )
     attempt(
         "retrieval_geolink",
         lambda: _retrieval(runs / "geolink", targets[0], fig / "retrieval_geolink.png"),
@@ -274,7 +333,7 @@ def _loss_curves(runs: Path, png: Path) -> None:
     )
 
 
-def _tsne(runs: Path, data_dir: Path, region: str, png: Path, seed: int) -> None:
+def _tsne(runs: Path, data_dir: Path, region: str, png: Path, seed: int, ckpt: str) -> None:
     from geolink.checkpoint import load_image_encoder
     from geolink.data import build_dataset
     from geolink.viz.tsne import select_locations, tsne_figure, tsne_panel
@@ -283,7 +342,7 @@ def _tsne(runs: Path, data_dir: Path, region: str, png: Path, seed: int) -> None
     locs = select_locations(rs.query_labels, rs.gallery_labels, 8, seed=seed)
     panels = []
     for kind, title in (("baseline", "2D baseline"), ("geolink", "GeoLink")):
-        enc, _ = load_image_encoder(runs / kind / "checkpoints" / "best.safetensors")
+        enc, _ = load_image_encoder(runs / kind / "checkpoints" / f"{ckpt}.safetensors")
         panels.append(tsne_panel(enc, rs, locs, f"{title} ({region})", perplexity=10.0, seed=seed))
     tsne_figure(panels, png, overwrite=True)
 

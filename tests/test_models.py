@@ -59,7 +59,7 @@ def test_cnn_backbone_feeds_last_feature_map():
     enc = ImageEncoder(backbone="test_cnn", img_size=64, frozen_blocks=0, mix_out_channels=16)
     assert enc.backbone.grid == (2, 2)
     assert enc(torch.randn(2, 3, 64, 64)).shape == (2, 64)
-    with pytest.raises(ConfigError, match="only defined for ViT"):
+    with pytest.raises(ConfigError, match="defined for ViT and EfficientNet"):
         ImageEncoder(backbone="test_cnn", img_size=64, frozen_blocks=2)
 
 

@@ -96,7 +96,7 @@ def test_params_are_strict():
         resolve_params("huge")
     with pytest.raises(ConfigError, match="drone_mode"):
         resolve_params("tiny", drone_mode="spiral")
-    with pytest.raises(ConfigError, match="available: campus, downtown, suburb"):
+    with pytest.raises(ConfigError, match="available: campus, campus_autumn, downtown, suburb"):
         resolve_params("tiny", regions=("campus", "forest"))
     p = resolve_params("tiny", drone_mode="fixed_heights", heights=[150, 300], views_per_height=5)
     assert p.drone_rings() == [(150, 90.0, 5), (300, 180.0, 5)]

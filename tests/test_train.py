@@ -208,3 +208,79 @@ def test_ddp_training_on_two_cpu_processes_writes_clean_checkpoints(tiny_data, t
     assert [r["epoch"] for r in rows if r["kind"] == "epoch"] == [1]  # written once, by rank 0
     # the global batch is 2 ranks x 2 = 4 distinct locations: 6 locations x 3 views -> 4 steps
     assert max(r["step"] for r in rows if r["kind"] == "train") >= 1
+
+
+def _extra(path):
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads(f.metadata()["extra"])
+
+
+def test_selection_holds_out_training_locations_and_never_reads_test_data(tiny_data, tmp_path):
+    from geolink.train.trainer import Trainer
+
+    root, recon = tiny_data
+    t = Trainer(cfg_for(root, recon, "train.val_fraction=0.3"), tmp_path / "run")
+    held = set(t.val_set.gallery_labels)
+    assert len(held) == 2 and not held & {p.location for p in t.pairs}
+    assert len({p.location for p in t.pairs}) == N_LOC - 2
+
+    def no_test_data(*a, **k):
+        raise AssertionError("model selection read the test split")
+
+    t.dataset.eval_sets = no_test_data
+    run = t.fit()
+    assert _extra(run / "checkpoints/best.safetensors")["selection"] == "val"
+    # the same seed holds out the same locations
+    again = Trainer(cfg_for(root, recon, "train.val_fraction=0.3"), tmp_path / "again")
+    assert set(again.val_set.gallery_labels) == held
+
+
+def test_best_never_holds_an_unvalidated_epoch(tiny_data, tmp_path):
+    from geolink.train.trainer import Trainer
+
+    root, recon = tiny_data
+    t = Trainer(cfg_for(root, recon, "train.eval_every=2"), tmp_path / "r")
+    t.epoch = 1
+    t._save(50.0)  # a validated epoch
+    t.epoch = 2
+    t._save(None)  # an epoch without validation: only last moves
+    assert _extra(t.ckpt_dir / "best.safetensors")["epoch"] == 1
+    assert _extra(t.ckpt_dir / "last.safetensors")["epoch"] == 2
+    t.epoch = 3
+    t._save(40.0)  # validated but worse
+    assert _extra(t.ckpt_dir / "best.safetensors") == {
+        "epoch": 1,
+        "global_step": 0,
+        "metric": 50.0,
+        "selection": "val",
+    }
+
+
+def test_select_last_and_unknown_selection(tiny_data, tmp_path):
+    root, recon = tiny_data
+    run = train(cfg_for(root, recon, "train.select=last", "train.epochs=1"), tmp_path / "l")
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert not any("val_R@1" in r for r in rows)
+    assert _extra(run / "checkpoints/best.safetensors") == {
+        "epoch": 1,
+        "global_step": _extra(run / "checkpoints/last.safetensors")["global_step"],
+        "metric": None,
+        "selection": "last",
+    }
+    with pytest.raises(ConfigError, match="train.select='nope' is not one of val, last, test"):
+        train(cfg_for(root, recon, "train.select=nope"), tmp_path / "x")
+
+
+def test_train_locations_takes_a_seeded_subset(tiny_data, tmp_path):
+    from geolink.train.trainer import Trainer
+
+    root, recon = tiny_data
+    over = ["data.train_locations=5", "train.select=last"]
+    a = Trainer(cfg_for(root, recon, *over), tmp_path / "a")
+    b = Trainer(cfg_for(root, recon, *over), tmp_path / "b")
+    locs = {p.location for p in a.pairs}
+    assert len(locs) == 5 and locs == {p.location for p in b.pairs}
+    with pytest.raises(ConfigError, match="data.train_locations=-1"):
+        Trainer(cfg_for(root, recon, "data.train_locations=-1"), tmp_path / "c")

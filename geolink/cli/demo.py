@@ -9,9 +9,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
         help="the synthetic benchmark end to end, with a report",
-        description="Synthesize regions -> reconstruct point clouds (COLMAP) -> train the 2D "
-        "baseline and GeoLink on one region -> evaluate zero-shot on the others (both directions, "
-        "four weather conditions) -> report.md + report.html. Re-running resumes finished stages.",
+        description="Synthesize four regions (a training region, a near and two far targets) "
+        "-> reconstruct point clouds (depth fusion) -> train the 2D baseline and GeoLink on one "
+        "region from ImageNet-pretrained EfficientNet-Lite0 weights -> evaluate zero-shot on the "
+        "others (both directions; four weather conditions on the near target), next to chance "
+        "and the untrained encoder -> report.md + report.html. Re-running resumes finished "
+        "stages.",
     )
     p.add_argument("--out", default="geolink-demo", help="output folder (default: ./geolink-demo)")
     p.add_argument(

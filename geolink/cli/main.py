@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "table": ("table", "render the paper's tables from run folders"),
     "visualize": ("visualize", "PCA maps, t-SNE, retrieval grids, loss curves"),
     "demo": ("demo", "the synthetic benchmark end to end, with a report"),
+    "study": ("study", "the multi-seed ablation study on the synthetic benchmark"),
     "index": ("index", "embed geo-referenced satellite tiles into a FAISS index"),
     "locate": ("locate", "localize drone images against an index"),
     "serve": ("serve", "HTTP service + web page for localization"),

@@ -7,8 +7,6 @@ import json
 import time
 from pathlib import Path
 
-from geolink.errors import ConfigError
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth", help="generate the synthetic cross-view benchmark")
@@ -30,16 +28,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _parse_overrides(items: list[str]) -> dict[str, object]:
-    out: dict[str, object] = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"override '{item}' is not key=value")
-        key, value = item.split("=", 1)
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+    from geolink.cli.data import parse_pairs
+
+    # YAML values, as every other subcommand reads them: regions=[campus,suburb] works
+    return parse_pairs(items, "synth parameter")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -24,15 +24,54 @@ from geolink.errors import DataError
 log = logging.getLogger(__name__)
 
 
+AUGMENTS = ("full", "geometric")
+
+
 def _item_seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(1)[0])
 
 
-class PairDataset(Dataset):
+def geometric_draw(seed: int, epoch: int, index: int, flip_p: float) -> tuple[bool, int]:
+    """The (joint flip, satellite quarter turns) of training item ``index`` in ``epoch``
+    under ``augment='geometric'`` (also what the frozen-trunk cache looks up)."""
+    rng = np.random.default_rng(_item_seed(seed, epoch, index))
+    flip = bool(rng.random() < flip_p)
+    return flip, int(rng.integers(4))
+
+
+def geometric_view(image: np.ndarray, flip: bool, quarter_turns: int, size: int) -> torch.Tensor:
+    """uint8 (H, W, 3) -> flipped, rotated, resized, ImageNet-normalised (3, S, S) tensor."""
+    if flip:
+        image = image[:, ::-1]
+    if quarter_turns:
+        image = np.rot90(image, quarter_turns)
+    return eval_transforms(size)(image=np.ascontiguousarray(image))["image"]
+
+
+class EpochPairs(Dataset):
+    """Training pairs whose augmentation draws depend on (seed, epoch, index)."""
+
+    pairs: list[Pair]
+    epoch: int = 0
+
+    @property
+    def labels(self) -> list[int]:
+        return [p.label for p in self.pairs]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+
+class PairDataset(EpochPairs):
     """Training pairs -> ``{"drone": (3, S, S), "satellite": (3, S, S), "label", "index", "scene"}``.
 
     Both images are flipped horizontally together with probability ``flip_p``; the satellite
     transform rotates by a multiple of 90 degrees (see :func:`train_transforms`).
+    ``augment='geometric'`` keeps only the flip and the rotation (no photometric or dropout
+    augmentation): what a frozen-trunk cache can reproduce exactly.
     ``skip_corrupt``: an unreadable image is logged, recorded in ``self.corrupt`` (per process)
     and replaced by the next pair; otherwise it raises :class:`DataError` naming the file.
     """
@@ -47,7 +86,10 @@ class PairDataset(Dataset):
         seed: int = 0,
         skip_corrupt: bool = False,
         satellite_size: int | None = None,
+        augment: str = "full",
     ):
+        if augment not in AUGMENTS:
+            raise DataError(f"unknown augment '{augment}'; expected one of {', '.join(AUGMENTS)}")
         if not pairs:
             raise DataError("no training pairs: the dataset's training split is empty")
         self.pairs = list(pairs)
@@ -56,20 +98,13 @@ class PairDataset(Dataset):
             satellite_size or img_size, "satellite"
         )
         self.flip_p = flip_p
+        self.augment = augment
+        self.img_size = img_size
+        self.satellite_size = satellite_size or img_size
         self.seed = seed
         self.epoch = 0
         self.skip_corrupt = skip_corrupt
         self.corrupt: list[str] = []
-
-    @property
-    def labels(self) -> list[int]:
-        return [p.label for p in self.pairs]
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.pairs)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         for attempt in range(len(self.pairs)):
@@ -87,6 +122,15 @@ class PairDataset(Dataset):
         raise DataError("every training image failed to load")
 
     def _make(self, index: int, pair: Pair, drone: np.ndarray, satellite: np.ndarray) -> dict:
+        if self.augment == "geometric":
+            flip, turns = geometric_draw(self.seed, self.epoch, index, self.flip_p)
+            return {
+                "drone": geometric_view(drone, flip, 0, self.img_size),
+                "satellite": geometric_view(satellite, flip, turns, self.satellite_size),
+                "label": pair.label,
+                "index": index,
+                "scene": pair.scene,
+            }
         seed = _item_seed(self.seed, self.epoch, index)
         rng = np.random.default_rng(seed)
         if rng.random() < self.flip_p:

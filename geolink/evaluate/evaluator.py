@@ -71,14 +71,35 @@ class _Embedder:
     def __init__(self, encoder: nn.Module, **kwargs: Any):
         self.encoder, self.kwargs = encoder, kwargs
         self.memo: dict[tuple, np.ndarray] = {}
+        self.by_digest: dict[str, np.ndarray] = {}
 
     def __call__(self, paths: Sequence[Path], weather: str | None, desc: str) -> np.ndarray:
         key = (tuple(str(p) for p in paths), weather)
         if key not in self.memo:
-            self.memo[key] = embed_images(
-                self.encoder, paths, weather=weather, desc=desc, **self.kwargs
-            )
+            self.memo[key] = self._embed(paths, weather, desc)
         return self.memo[key]
+
+    def _embed(self, paths: Sequence[Path], weather: str | None, desc: str) -> np.ndarray:
+        """Byte-identical files are embedded once, across the retrieval sets of this call too
+        (University-1652-style test splits store the same drone images as queries and as
+        gallery). Weather is keyed by path, so copies under weather stay separate."""
+        if weather is not None:
+            return embed_images(self.encoder, paths, weather=weather, desc=desc, **self.kwargs)
+        digests = [_file_digest(Path(p)) for p in paths]
+        todo = {d: p for d, p in zip(digests, paths, strict=True) if d not in self.by_digest}
+        if todo:
+            emb = embed_images(self.encoder, list(todo.values()), desc=desc, **self.kwargs)
+            self.by_digest.update(zip(todo, emb, strict=True))
+        return np.stack([self.by_digest[d] for d in digests])
+
+
+def _file_digest(path: Path) -> str:
+    import hashlib
+
+    try:
+        return hashlib.sha1(path.read_bytes(), usedforsecurity=False).hexdigest()
+    except OSError:
+        return f"unreadable:{path}"  # embed_images reports it (or skips it) by its path
 
 
 def _coords_array(coords: Sequence | None) -> np.ndarray | None:

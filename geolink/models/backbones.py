@@ -16,8 +16,12 @@ import torch
 from torch import Tensor, nn
 
 from geolink.errors import ConfigError, GeoLinkError
+from geolink.models.packaged_weights import PACKAGED, InputRenorm, load_packaged_weights
 
 logger = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class Backbone(nn.Module):
         pretrained: str | None = None,
         frozen_blocks: int = 0,
         remove_final_norm: bool = True,
+        freeze_embeddings: bool = False,
     ):
         super().__init__()
         import timm
@@ -78,7 +83,7 @@ class Backbone(nn.Module):
             kwargs.setdefault("num_classes", 0)
         else:
             kwargs.setdefault("num_classes", 0)
-        hub = pretrained not in (None, "", "none") and not _is_local(pretrained)
+        hub = pretrained not in (None, "", "none", "package") and not _is_local(pretrained)
         model_name = spec.timm_name
         if hub and pretrained not in ("timm", "default"):
             model_name = pretrained  # e.g. "hf-hub:timm/vit_base_patch14_dinov2.lvd142m"
@@ -99,8 +104,18 @@ class Backbone(nn.Module):
         self.is_vit = _is_vit(self.model)
         if self.is_vit and remove_final_norm:
             self.model.norm = nn.Identity()  # CV-Cities / GeoLink use un-normalised patch tokens
-        if pretrained and _is_local(pretrained):
+        if pretrained == "package":
+            load_packaged_weights(self.model, spec.timm_name)
+        elif pretrained and _is_local(pretrained):
             load_backbone_weights(self.model, Path(pretrained))
+        # Backbones whose weights expect other input statistics than ImageNet's get a fixed
+        # affine map in front (follows from the name alone, so checkpoints need no extra key).
+        packaged = PACKAGED.get(spec.timm_name)
+        self.input_renorm: nn.Module = (
+            InputRenorm(IMAGENET_MEAN, IMAGENET_STD, packaged.mean, packaged.std)
+            if packaged is not None
+            else nn.Identity()
+        )
         if self.is_vit:
             self.num_prefix_tokens = int(getattr(self.model, "num_prefix_tokens", 1))
             patch = self.model.patch_embed.patch_size
@@ -109,33 +124,112 @@ class Backbone(nn.Module):
             self.out_channels = int(self.model.embed_dim)
         else:
             info = self.model.feature_info[-1]
-            self.grid = (img_size // info["reduction"], img_size // info["reduction"])
-            self.out_channels = int(info["num_chs"])
-        self.freeze(frozen_blocks)
+            # forward_features may add a head conv after the last stage (EfficientNet: 1280)
+            self.out_channels = int(getattr(self.model, "num_features", info["num_chs"]))
+            self.grid = self._cnn_grid(img_size, info["reduction"])
+        # EfficientNet's depthwise convolutions run about twice as fast in channels-last layout
+        # on the CPU (oneDNN); measured in docs/training.md
+        self.channels_last = _is_efficientnet(self.model)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.frozen_blocks = 0
+        self.freeze(frozen_blocks, freeze_embeddings)
 
-    def freeze(self, frozen_blocks: int) -> None:
-        """Freeze the patch embedding and blocks[0:frozen_blocks] of a ViT (CV-Cities recipe)."""
+    def _cnn_grid(self, img_size: int, reduction: int) -> tuple[int, int]:
+        """The output grid of a CNN: ``ceil(S / reduction)`` for TF-"same" padding, ``S //
+        reduction`` for others; read off one tiny forward pass rather than guessed."""
+        with torch.no_grad():
+            was = self.model.training
+            self.model.eval()
+            h, w = self.model.forward_features(torch.zeros(1, 3, img_size, img_size)).shape[-2:]
+            self.model.train(was)
+        return int(h), int(w)
+
+    def freeze(self, frozen_blocks: int, freeze_embeddings: bool = False) -> None:
+        """Freeze the stem and blocks[0:frozen_blocks] (ViT: patch embedding + blocks, the
+        CV-Cities recipe; EfficientNet: conv stem + stages). The frozen part stays in eval mode
+        (fixed BatchNorm statistics). A ViT's positional embedding and prefix tokens stay
+        trainable in that recipe; ``freeze_embeddings`` freezes them too, and only then does the
+        trunk's output depend on the input alone (what :mod:`geolink.train.frozen_cache`
+        needs, see :attr:`trunk_is_frozen`)."""
         if frozen_blocks <= 0:
             return
-        if not self.is_vit:
+        if not (self.is_vit or _is_efficientnet(self.model)):
             raise ConfigError(
-                f"model.frozen_blocks={frozen_blocks} is only defined for ViT backbones; "
-                f"'{self.name}' is not one (set model.frozen_blocks=0)"
+                f"model.image.frozen_blocks={frozen_blocks} is defined for ViT and EfficientNet "
+                f"backbones; '{self.name}' is neither (set model.image.frozen_blocks=0)"
             )
         if frozen_blocks > len(self.model.blocks):
             raise ConfigError(
-                f"model.frozen_blocks={frozen_blocks} but '{self.name}' has "
+                f"model.image.frozen_blocks={frozen_blocks} but '{self.name}' has "
                 f"{len(self.model.blocks)} blocks"
             )
-        for p in self.model.patch_embed.parameters():
-            p.requires_grad_(False)
-        for blk in self.model.blocks[:frozen_blocks]:
-            for p in blk.parameters():
+        for mod in self._frozen_modules(frozen_blocks):
+            for p in mod.parameters():
                 p.requires_grad_(False)
+        if freeze_embeddings:
+            for p in self._embedding_parameters():
+                p.requires_grad_(False)
+        self.frozen_blocks = frozen_blocks
+        self.train(self.training)
 
-    def forward(self, images: Tensor) -> Tensor:
-        """images (B, 3, H, W) -> feature map (B, C, h, w)."""
-        feats = self.model.forward_features(images)
+    def _frozen_modules(self, k: int) -> list[nn.Module]:
+        m = self.model
+        stem = [m.patch_embed] if self.is_vit else [m.conv_stem, m.bn1]
+        return [*stem, *m.blocks[:k]]
+
+    def _embedding_parameters(self) -> list[nn.Parameter]:
+        """A ViT's positional embedding and prefix tokens (used by the trunk, not modules)."""
+        names = ("pos_embed", "cls_token", "reg_token")
+        return [p for n in names if isinstance(p := getattr(self.model, n, None), nn.Parameter)]
+
+    @property
+    def trunk_is_frozen(self) -> bool:
+        """True when no tensor the trunk uses is trained: its output can be cached."""
+        if self.frozen_blocks <= 0:
+            return False
+        mods = self._frozen_modules(self.frozen_blocks)
+        params = [p for m in mods for p in m.parameters()]
+        if self.is_vit:
+            params += self._embedding_parameters()
+        return not any(p.requires_grad for p in params)
+
+    def train(self, mode: bool = True) -> Backbone:
+        super().train(mode)
+        for mod in self._frozen_modules(self.frozen_blocks) if self.frozen_blocks else []:
+            mod.eval()
+        return self
+
+    def trunk(self, images: Tensor) -> Tensor:
+        """The frozen part: images (B, 3, H, W) -> its activations (ViT: tokens (B, N, C);
+        CNN: a map (B, C, h, w)). With no frozen blocks, the (renormalised) images."""
+        x = self.input_renorm(images)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        k = self.frozen_blocks
+        if k == 0:
+            return x
+        m = self.model
+        if self.is_vit:
+            x = m.norm_pre(m.patch_drop(m._pos_embed(m.patch_embed(x))))
+        else:
+            x = m.bn1(m.conv_stem(x))
+        for blk in m.blocks[:k]:
+            x = blk(x)
+        return x
+
+    def top(self, x: Tensor) -> Tensor:
+        """The trainable rest: trunk activations -> feature map (B, C, h, w)."""
+        k = self.frozen_blocks
+        m = self.model
+        if self.channels_last:  # cached activations come back in the default layout
+            x = x.contiguous(memory_format=torch.channels_last)
+        if k == 0:
+            feats = m.forward_features(x)
+        else:
+            for blk in m.blocks[k:]:
+                x = blk(x)
+            feats = m.norm(x) if self.is_vit else m.bn2(m.conv_head(x))
         if self.is_vit:
             tokens = feats[:, self.num_prefix_tokens :]
             b, n, c = tokens.shape
@@ -147,6 +241,14 @@ class Backbone(nn.Module):
                 )
             return tokens.transpose(1, 2).reshape(b, c, h, w)
         return feats
+
+    def forward(self, images: Tensor) -> Tensor:
+        """images (B, 3, H, W), ImageNet-normalised -> feature map (B, C, h, w)."""
+        return self.top(self.trunk(images))
+
+
+def _is_efficientnet(model: nn.Module) -> bool:
+    return all(hasattr(model, a) for a in ("conv_stem", "bn1", "blocks", "conv_head", "bn2"))
 
 
 def _is_local(pretrained: str | None) -> bool:

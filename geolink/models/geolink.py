@@ -100,6 +100,7 @@ class GeoLink(nn.Module):
         points: Tensor | None = None,
         point_features: Tensor | None = None,
         gather: Callable[[Tensor], Tensor] | None = None,
+        from_trunk: bool = False,
     ) -> dict[str, Tensor]:
         """One training batch of B distinct locations.
 
@@ -108,13 +109,16 @@ class GeoLink(nn.Module):
             point_features: (B, 1152) cached Point-NN descriptors (3D branch only).
             gather: maps local (B, D) embeddings to the global batch before the losses (all-gather
             across ranks in distributed training) so negatives span every rank's samples.
+            from_trunk: ``drone`` and ``satellite`` are activations of the frozen backbone trunk
+            (a frozen-feature cache), not images.
         Returns:
             dict with ``drone_emb``, ``satellite_emb`` (B, D), ``point_emb`` (B, D) when the 3D
             branch is on, every loss term (``nce_*``, ``L_cc``, ``L_sc``, ``L_rd``, ``L_ga``),
             and the total ``loss``.
         """
         # One backbone call for both views: shared weights, half the Python overhead.
-        emb = self.encode_image(torch.cat([drone, satellite]))
+        both = torch.cat([drone, satellite])
+        emb = self.image_encoder.from_trunk(both) if from_trunk else self.encode_image(both)
         drone_emb, satellite_emb = emb.split(drone.shape[0])
         out: dict[str, Tensor] = {"drone_emb": drone_emb, "satellite_emb": satellite_emb}
         point_emb = None

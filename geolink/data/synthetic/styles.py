@@ -246,6 +246,31 @@ def downtown() -> RegionStyle:
     )
 
 
+@STYLES.register("campus_autumn")
+def campus_autumn() -> RegionStyle:
+    """The near domain shift of campus: the same layout statistics in a new area (its own
+    layout draws), autumn vegetation, shifted roof and facade palettes, an afternoon sun."""
+    base = campus()
+    return replace(
+        base,
+        name="campus_autumn",
+        origin_latlon=(30.6021, 114.2533),
+        roof_flat=((180, 182, 184), (158, 150, 140), (128, 138, 150), (210, 206, 196)),
+        roof_tiles=((128, 62, 48), (96, 84, 80)),
+        facade=((205, 140, 105), (200, 196, 184), (182, 176, 170), (160, 104, 84)),
+        grass=((124, 124, 60), (138, 132, 70), (110, 110, 56)),
+        soil=(150, 124, 92),
+        foliage=((150, 98, 42), (122, 112, 46), (168, 124, 52), (98, 94, 42)),
+        drone_sun=(210.0, 38.0),
+        satellite_sun=(150.0, 55.0),
+        sun_color=(255, 238, 210),
+        drone_grading=Grading((1.06, 1.0, 0.93), 1.0, 1.0, 1.05, 1600.0, 0.0),
+        satellite_grading=Grading(
+            (0.97, 1.0, 1.05), 1.02, 0.85, 0.9, 850.0, 0.6, vegetation_shift=(1.05, 1.0, 0.9)
+        ),
+    )
+
+
 def get_style(name: str) -> RegionStyle:
     """The style of a region named ``name``.
 

@@ -74,11 +74,12 @@ def location_centers(params: SynthParams, seed: int, region: int) -> tuple[np.nd
     scenes never overlap; train and test locations are interleaved at random.
     """
     rng = stream(seed, region, -1, _MAP)
-    n = params.n_locations
+    n_train = params.region_train_locations(region)
+    n = n_train + params.test_locations
     side = int(np.ceil(np.sqrt(n)))
     ij = np.stack(np.unravel_index(rng.permutation(side * side)[:n], (side, side)), -1)
     spacing = params.location_spacing_m
     centers = (ij - (side - 1) / 2) * spacing + rng.uniform(-0.1, 0.1, (n, 2)) * spacing
     is_train = np.zeros(n, bool)
-    is_train[rng.permutation(n)[: params.train_locations]] = True
+    is_train[rng.permutation(n)[:n_train]] = True
     return centers, is_train

@@ -1,0 +1,108 @@
+"""Frozen-trunk feature cache: a cached step equals the uncached step on the same input."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from geolink.errors import ConfigError
+from geolink.train.trainer import Trainer, train
+from tests.test_train import cfg_for, make_u1652
+
+
+@pytest.fixture
+def data(tmp_path):
+    return make_u1652(tmp_path / "u1652", n_loc=6, drones=2, size=48)
+
+
+def _losses(run):
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in rows if r["kind"] == "train"]
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        # a ViT: patch embedding, positional embedding, class token and block 0 frozen
+        ["model.image.frozen_blocks=1", "model.image.freeze_embeddings=true"],
+        # EfficientNet-Lite0 with its ImageNet weights: stem + 5 stages frozen, BatchNorm inside
+        [
+            "model.image.backbone=tf_efficientnet_lite0",
+            "model.image.pretrained=package",
+            "model.image.frozen_blocks=5",
+            "model.image.img_size=64",
+        ],
+    ],
+    ids=["vit", "efficientnet_lite0"],
+)
+def test_cached_training_equals_uncached_training(data, tmp_path, model):
+    common = ["model.point.enabled=false", "train.eval_every=0", "train.augment=geometric", *model]
+    plain = train(cfg_for(data, "", *common), tmp_path / "plain")
+    cached = train(cfg_for(data, "", *common, "train.frozen_cache=true"), tmp_path / "cached")
+    assert (cached / "frozen_cache").is_dir()
+    torch.testing.assert_close(
+        torch.tensor(_losses(cached)), torch.tensor(_losses(plain)), rtol=1e-5, atol=1e-6
+    )
+    a = load_file(str(plain / "checkpoints/last.safetensors"))
+    b = load_file(str(cached / "checkpoints/last.safetensors"))
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_frozen_part_is_really_frozen_and_in_eval_mode(data, tmp_path):
+    cfg = cfg_for(
+        data,
+        "",
+        "model.point.enabled=false",
+        "model.image.backbone=tf_efficientnet_lite0",
+        "model.image.frozen_blocks=5",
+        "model.image.img_size=64",
+    )
+    t = Trainer(cfg, tmp_path / "r")
+    bb = t.model.image_encoder.backbone
+    t.model.train()
+    frozen = bb._frozen_modules(5)
+    assert all(not m.training for m in frozen) and bb.model.blocks[5].training
+    assert all(not p.requires_grad for m in frozen for p in m.parameters())
+    assert all(p.requires_grad for p in bb.model.blocks[5].parameters())
+
+
+def test_cache_is_reused_and_rebuilt_when_the_images_change(data, tmp_path):
+    over = [
+        "model.point.enabled=false",
+        "train.augment=geometric",
+        "train.frozen_cache=true",
+        "model.image.frozen_blocks=1",
+        "model.image.freeze_embeddings=true",
+        f"train.frozen_cache_dir={tmp_path / 'shared'}",
+    ]
+    Trainer(cfg_for(data, "", *over), tmp_path / "a")
+    (file,) = (tmp_path / "shared").iterdir()
+    stamp = file.stat().st_mtime_ns
+    Trainer(cfg_for(data, "", *over), tmp_path / "b")  # another run, same images: reused
+    assert file.stat().st_mtime_ns == stamp
+    img = next((data / "train" / "drone").rglob("*.jpg"))
+    img.write_bytes(img.read_bytes())  # touched: new mtime -> rebuilt
+    Trainer(cfg_for(data, "", *over), tmp_path / "c")
+    assert file.stat().st_mtime_ns != stamp
+
+
+def test_cache_needs_geometric_augmentation_and_a_frozen_trunk(data, tmp_path):
+    with pytest.raises(ConfigError, match="train.augment=geometric"):
+        Trainer(cfg_for(data, "", "model.point.enabled=false", "train.frozen_cache=true"), tmp_path)
+    vit = ["model.point.enabled=false", "train.frozen_cache=true", "train.augment=geometric"]
+    with pytest.raises(ConfigError, match="freeze_embeddings=true"):
+        Trainer(cfg_for(data, "", *vit, "model.image.frozen_blocks=1"), tmp_path)
+    with pytest.raises(ConfigError, match="frozen_blocks > 0"):
+        Trainer(
+            cfg_for(
+                data,
+                "",
+                "model.point.enabled=false",
+                "train.frozen_cache=true",
+                "train.augment=geometric",
+                "model.image.frozen_blocks=0",
+            ),
+            tmp_path,
+        )
