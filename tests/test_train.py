@@ -149,6 +149,9 @@ def _ddp_worker(rank, world, port, result_file, payload):
     dist.all_reduce(grad)
     if rank == 0:
         torch.save({"loss": out["loss"].detach(), "grad": grad}, result_file)
+    # both ranks leave together: tearing gloo down while the peer still talks aborted
+    # the process now and then (SIGABRT, "terminate called without an active exception")
+    dist.barrier()
     dist.destroy_process_group()
 
 

@@ -48,4 +48,5 @@ def gather_with_grad(x: Tensor) -> Tensor:
 
 def cleanup() -> None:
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()  # no rank tears gloo/NCCL down while a peer still communicates
         dist.destroy_process_group()
