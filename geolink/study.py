@@ -206,11 +206,22 @@ def run_study(
             ),
         )
     stages.refresh()
-    names = [f"run_{n}_s{s}" for n, s in plan(cfg)]
+    names = [f"run_{n}_s{s}" for n, s in todo]
     if not all(stages.done(n) for n in names):
         logger.info("study: other shards still running; results are written when all are done")
         return out / "results.md"
-    return write_results(cfg, out, _order(cfg, regions))
+    return write_results(restrict(cfg, only), out, _order(cfg, regions))
+
+
+def restrict(cfg: StudyConfig, only: list[str] | None) -> StudyConfig:
+    """The study limited to ``only`` runs (and the questions that compare two of them)."""
+    from dataclasses import replace
+
+    if not only:
+        return cfg
+    runs = {k: v for k, v in cfg.runs.items() if k in only}
+    questions = [q for q in cfg.questions if all(r in runs for r in q.compare)]
+    return replace(cfg, runs=runs, questions=questions)
 
 
 def _order(cfg: StudyConfig, regions: list[str]) -> list[str]:

@@ -98,3 +98,11 @@ def test_study_end_to_end_in_two_shards_and_resume(tmp_path, capsys):
     changed.write_text(TINY.replace("seeds: [0, 1]", "seeds: [0, 1, 2]"))
     assert main(["study", "--config", str(changed), "--out", str(out)]) == 2
     assert "holds a study with other settings" in capsys.readouterr().err
+
+
+def test_restrict_keeps_the_questions_between_chosen_runs():
+    from geolink.study import restrict
+
+    cfg = restrict(load_study("demo"), ["baseline", "geolink"])
+    assert list(cfg.runs) == ["baseline", "geolink"]
+    assert [q.compare for q in cfg.questions] == [["geolink", "baseline"]]
