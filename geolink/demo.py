@@ -116,7 +116,7 @@ class Stages:
         return {k: v["seconds"] for k, v in self.state.items() if v.get("status") == "done"}
 
 
-def _regions(data_dir: Path) -> list[str]:
+def benchmark_regions(data_dir: Path) -> list[str]:
     return list(json.loads((data_dir / "synth.json").read_text())["regions"])
 
 
@@ -139,15 +139,15 @@ def run_demo(out: str | Path, quick: bool = False, cfg: DemoConfig | None = None
     stages = Stages(out)
     data_dir, recon_dir, runs = out / "data", out / "recon", out / "runs"
 
-    stages.run("synthesize", lambda: str(_synthesize(cfg, data_dir)))
-    regions = _regions(data_dir)
+    stages.run("synthesize", lambda: str(synthesize(cfg, data_dir)))
+    regions = benchmark_regions(data_dir)
     train_region = cfg.train_region or regions[0]
     targets = [r for r in regions if r != train_region]
-    stages.run("reconstruct", lambda: _reconstruct(cfg, data_dir, train_region, recon_dir))
+    stages.run("reconstruct", lambda: reconstruct_region(cfg, data_dir, train_region, recon_dir))
     if cfg.reference:
         stages.run(
             "reference",
-            lambda: _reference(cfg, data_dir, runs / "untrained", [train_region, *targets]),
+            lambda: evaluate_untrained(cfg, data_dir, runs / "untrained", [train_region, *targets]),
         )
     for kind in ("baseline", "geolink"):
         stages.run(
@@ -161,7 +161,7 @@ def run_demo(out: str | Path, quick: bool = False, cfg: DemoConfig | None = None
         ckpt = runs / kind / "checkpoints" / f"{cfg.checkpoint}.safetensors"
         stages.run(
             f"evaluate_{kind}",
-            lambda kind=kind, ckpt=ckpt: _evaluate(
+            lambda kind=kind, ckpt=ckpt: evaluate_checkpoint(
                 cfg, ckpt, runs / kind, data_dir, [train_region, *targets], weather
             ),
         )
@@ -179,13 +179,13 @@ def weather_regions(cfg: DemoConfig, targets: list[str]) -> list[str]:
     return [t for t in targets if t in cfg.weather_regions] if cfg.weather_regions else targets
 
 
-def _synthesize(cfg: DemoConfig, data_dir: Path) -> Path:
+def synthesize(cfg: DemoConfig, data_dir: Path) -> Path:
     from geolink.data.synthetic import generate
 
     return generate(data_dir, preset=cfg.synth_preset, seed=cfg.seed, **cfg.synth_overrides)
 
 
-def _reconstruct(cfg: DemoConfig, data_dir: Path, region: str, recon_dir: Path) -> dict:
+def reconstruct_region(cfg: DemoConfig, data_dir: Path, region: str, recon_dir: Path) -> dict:
     from geolink.data import build_dataset
     from geolink.recon.pipeline import main as reconstruct
 
@@ -222,7 +222,7 @@ def train_overrides(cfg: DemoConfig, data_dir: Path, region: str, runs: Path) ->
     ]
 
 
-def _reference(cfg: DemoConfig, data_dir: Path, run: Path, regions: list[str]) -> dict:
+def evaluate_untrained(cfg: DemoConfig, data_dir: Path, run: Path, regions: list[str]) -> dict:
     """The baseline's encoder as training starts (pretrained backbone, freshly initialised
     MixVPR, the same seed), saved as a checkpoint and evaluated like the trained models."""
     from geolink.checkpoint import save_model
@@ -237,10 +237,10 @@ def _reference(cfg: DemoConfig, data_dir: Path, run: Path, regions: list[str]) -
     ckpt = save_model(
         model, run / "checkpoints" / "untrained.safetensors", to_yaml(conf), {"epoch": 0}
     )
-    return _evaluate(cfg, ckpt, run, data_dir, regions, weather=[])
+    return evaluate_checkpoint(cfg, ckpt, run, data_dir, regions, weather=[])
 
 
-def _evaluate(
+def evaluate_checkpoint(
     cfg: DemoConfig, ckpt: Path, run: Path, data_dir: Path, regions: list[str], weather: list[str]
 ) -> dict:
     from geolink.checkpoint import load_image_encoder

@@ -21,12 +21,12 @@ REFERENCE = ("untrained", "*pretrained features, no training*")
 DIRECTIONS = ("drone2satellite", "satellite2drone")
 
 
-def _records(run: Path, region: str) -> list[dict]:
+def read_records(run: Path, region: str) -> list[dict]:
     path = run / "eval" / region / "metrics.json"
     return json.loads(path.read_text()) if path.is_file() else []
 
 
-def _metric(records: list[dict], direction: str, condition: str = "clean") -> dict | None:
+def pick_metric(records: list[dict], direction: str, condition: str = "clean") -> dict | None:
     for r in records:
         key = (r["direction"], r["condition"], r["protocol"])
         if key == (direction, condition, "paper") and "@" not in r["set"]:
@@ -81,7 +81,7 @@ def cross_region_table(
             continue
         cells, r1, ap = [], [], []
         for t in cols:
-            m = _metric(_records(runs / kind, t), direction)
+            m = pick_metric(read_records(runs / kind, t), direction)
             cells += [_fmt(m, "R@1"), _fmt(m, "AP")]
             if m is not None and t != train_region:
                 r1.append(m["R@1"])
@@ -105,7 +105,7 @@ def weather_table(runs: Path, targets: list[str], conditions: list[str]) -> str:
     for kind, label in MODELS:
         cells = []
         for c in conds:
-            ms = [_metric(_records(runs / kind, t), "drone2satellite", c) for t in targets]
+            ms = [pick_metric(read_records(runs / kind, t), "drone2satellite", c) for t in targets]
             ms = [m for m in ms if m is not None]
             cells += (
                 [f"{np.mean([m['R@1'] for m in ms]):.2f}", f"{np.mean([m['AP'] for m in ms]):.2f}"]

@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from geolink.errors import ConfigError
+from geolink.evaluate.metrics import mean_std  # re-exported: the study's aggregation
 from geolink.utils.io import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -155,7 +156,14 @@ def run_study(
     (written by whichever process finds every stage done)."""
     from dataclasses import asdict
 
-    from geolink.demo import DemoConfig, Stages, _reconstruct, _reference, _regions, _synthesize
+    from geolink.demo import (
+        DemoConfig,
+        Stages,
+        benchmark_regions,
+        evaluate_untrained,
+        reconstruct_region,
+        synthesize,
+    )
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -182,18 +190,20 @@ def run_study(
     data_dir, recon_dir, runs = out / "data", out / "recon", out / "runs"
     index, count = shard
     if index == 0:
-        stages.run("synthesize", lambda: str(_synthesize(demo, data_dir)))
-        regions = _regions(data_dir)
+        stages.run("synthesize", lambda: str(synthesize(demo, data_dir)))
+        regions = benchmark_regions(data_dir)
         region = cfg.train_region or regions[0]
-        stages.run("reconstruct", lambda: _reconstruct(demo, data_dir, region, recon_dir))
+        stages.run("reconstruct", lambda: reconstruct_region(demo, data_dir, region, recon_dir))
         if cfg.reference:
             stages.run(
                 "reference",
-                lambda: _reference(demo, data_dir, runs / "untrained", _order(cfg, regions)),
+                lambda: evaluate_untrained(
+                    demo, data_dir, runs / "untrained", _order(cfg, regions)
+                ),
             )
     else:
         _wait_for(stages, ["synthesize", "reconstruct"])
-        regions = _regions(data_dir)
+        regions = benchmark_regions(data_dir)
         region = cfg.train_region or regions[0]
     todo = plan(cfg, only)
     for i, (name, seed) in enumerate(todo):
@@ -253,7 +263,7 @@ def _train_eval(
     from dataclasses import replace
 
     from geolink.config import load_config
-    from geolink.demo import _evaluate, train_overrides
+    from geolink.demo import evaluate_checkpoint, train_overrides
     from geolink.train.trainer import train
 
     spec = cfg.runs[name]
@@ -262,7 +272,7 @@ def _train_eval(
     over.append(f"data.points={recon_dir}" if spec.points else "model.point.enabled=false")
     resume = (run / "checkpoints" / "trainer_state.pt").is_file()
     train(load_config(spec.preset, over), run, resume=resume)
-    return _evaluate(
+    return evaluate_checkpoint(
         replace(demo, conditions=()), run / "checkpoints" / "best.safetensors", run, data_dir,
         regions, weather=[],
     )  # fmt: skip
@@ -271,19 +281,10 @@ def _train_eval(
 # ---- aggregation ---------------------------------------------------------------------------
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (ddof 1; 0 for one value)."""
-    n = len(values)
-    m = sum(values) / n
-    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
-    return m, sd
-
-
 def _metric(run: Path, region: str, direction: str) -> dict | None:
-    from geolink.report import _metric as pick
-    from geolink.report import _records
+    from geolink.report import pick_metric, read_records
 
-    return pick(_records(run, region), direction)
+    return pick_metric(read_records(run, region), direction)
 
 
 def aggregate(cfg: StudyConfig, out: Path, regions: list[str]) -> dict[str, Any]:
