@@ -106,3 +106,29 @@ def test_cache_needs_geometric_augmentation_and_a_frozen_trunk(data, tmp_path):
             ),
             tmp_path,
         )
+
+
+def test_cache_is_shared_by_runs_whose_validation_split_differs(data, tmp_path):
+    """The cache covers the training locations before the seeded validation hold-out, so runs
+    with other seeds (other held-out locations) reuse one file instead of rebuilding it."""
+    over = [
+        "model.point.enabled=false",
+        "train.augment=geometric",
+        "train.frozen_cache=true",
+        # pretrained frozen weights: the same in every seed (random ones would differ)
+        "model.image.backbone=tf_efficientnet_lite0",
+        "model.image.pretrained=package",
+        "model.image.frozen_blocks=5",
+        "model.image.img_size=64",
+        "train.select=val",
+        "train.eval_every=1",
+        "train.val_fraction=0.34",
+        f"train.frozen_cache_dir={tmp_path / 'shared'}",
+    ]
+    a = Trainer(cfg_for(data, "", *over, "train.seed=0"), tmp_path / "a")
+    (file,) = (tmp_path / "shared").iterdir()
+    stamp = file.stat().st_mtime_ns
+    b = Trainer(cfg_for(data, "", *over, "train.seed=1"), tmp_path / "b")
+    held = [{p.location for p in t.pairs} for t in (a, b)]
+    assert held[0] != held[1] and a.val_set is not None
+    assert file.stat().st_mtime_ns == stamp

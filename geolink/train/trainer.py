@@ -127,6 +127,9 @@ class Trainer:
             pairs = self._attach_points(pairs)
         if c.train.select not in SELECT:
             raise ConfigError(f"train.select='{c.train.select}' is not one of {', '.join(SELECT)}")
+        # the frozen-trunk cache covers the locations before the seeded hold-out, so runs whose
+        # validation split differs (other seeds) share one cache file
+        self.cache_pairs = pairs
         self.val_set, pairs = self._split_validation(pairs)
         self.pairs = pairs
         img = c.model.image.img_size
@@ -269,7 +272,9 @@ class Trainer:
         encoder = self.model.image_encoder
         if self.dist.enabled and not self.dist.is_main:
             torch.distributed.barrier()  # rank 0 builds; the others then read its file
-        cache = build_frozen_cache(encoder, self.pairs, c.model.image.img_size, path, self.device)
+        cache = build_frozen_cache(
+            encoder, self.cache_pairs, c.model.image.img_size, path, self.device
+        )
         if self.dist.enabled and self.dist.is_main:
             torch.distributed.barrier()
         self.train_set = CachedPairDataset(
