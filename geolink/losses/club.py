@@ -30,9 +30,12 @@ class CLUB(nn.Module):
         positive_i = -Σ_d (μ_id - y_id)² / (2 e^{lv_id});
         negative_i = -Σ_d mean_j (y_jd - μ_id)² / (2 e^{lv_id});  MI ≈ mean_i(positive - negative).
         The negative term is expanded as mean_j (y_j - μ)² = E[y²] - 2μE[y] + μ² so it needs
-        O(N·D) memory instead of O(N²·D).
+        O(N·D) memory instead of O(N²·D). That expansion cancels (E[y²] and μ² nearly equal
+        2μE[y]), so the arithmetic after the two MLPs runs in float32 even under bf16 autocast;
+        in float32 the result is unchanged.
         """
         mu, logvar = self._params(x)
+        mu, logvar, y = mu.float(), logvar.float(), y.float()
         inv = 0.5 * torch.exp(-logvar)
         positive = -((mu - y) ** 2 * inv).sum(-1)
         y_mean = y.mean(0, keepdim=True)
@@ -41,7 +44,11 @@ class CLUB(nn.Module):
         return (positive - negative).mean()
 
     def log_likelihood(self, x: Tensor, y: Tensor) -> Tensor:
-        """Unnormalised Gaussian log-likelihood (×2) averaged over rows."""
+        """Unnormalised Gaussian log-likelihood (×2) averaged over rows. The estimator trains
+        outside autocast, in its own parameters' dtype: inputs are cast to it (a bf16 point
+        embedding from an autocast forward would otherwise not multiply with fp32 weights)."""
+        dtype = self.p_mu[0].weight.dtype
+        x, y = x.to(dtype), y.to(dtype)
         mu, logvar = self._params(x)
         return (-((mu - y) ** 2) / logvar.exp() - logvar).sum(-1).mean()
 
