@@ -213,6 +213,45 @@ def test_ddp_training_on_two_cpu_processes_writes_clean_checkpoints(tiny_data, t
     assert max(r["step"] for r in rows if r["kind"] == "train") >= 1
 
 
+def _ddp_club_worker(rank, world, port, root, recon, out):
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+    )
+    from geolink.train.trainer import Trainer
+
+    cfg = cfg_for(root, recon, "train.epochs=1", "train.batch_size=2", "train.eval_every=0")
+    t = Trainer(cfg, out)
+    assert t.club_optimizer is not None
+    t.fit()
+    torch.save(t.model.criterion.state_dict(), os.path.join(out, f"criterion_rank{rank}.pt"))
+
+
+def test_ddp_ranks_train_one_and_the_same_club_estimator(tiny_data, tmp_path):
+    """#14.3: the estimators' own steps ran on each rank's local features and gradients, so
+    the ranks' vCLUB estimators drifted apart; their weights must stay equal."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    root, recon = tiny_data
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "ddp"
+    out.mkdir()
+    mp.spawn(
+        _ddp_club_worker, args=(2, port, str(root), str(recon), str(out)), nprocs=2, join=True
+    )
+    a, b = (torch.load(out / f"criterion_rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert a and a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
 def _extra(path):
     from safetensors import safe_open
 

@@ -382,6 +382,13 @@ class Trainer:
             self.club_optimizer.zero_grad(set_to_none=True)
             nll = crit.club_learning_loss(out["drone_emb"], out["satellite_emb"], out["point_emb"])
             nll.float().backward()
+            if self.dist.enabled:
+                # outside DDP: average the estimator's gradients by hand so that every rank
+                # takes the same step on the global batch and keeps the same estimator
+                grads = [p.grad for p in crit.club_parameters() if p.grad is not None]
+                for g in grads:
+                    torch.distributed.all_reduce(g)
+                    g.div_(self.dist.world_size)
             self.club_optimizer.step()
 
     # ---- loop ---------------------------------------------------------------------------
