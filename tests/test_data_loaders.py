@@ -370,3 +370,29 @@ def test_reads_real_synth_tiny_output(tmp_path):
     d2s = ds.eval_sets("drone2satellite")[0]
     assert set(d2s.query_labels) <= set(d2s.gallery_labels)
     assert all(c is not None for c in d2s.gallery_coords)
+
+
+def test_sues200_sepia_solarize_option_reaches_the_training_transforms(tmp_path):
+    """#14.7: the authors' SUES-200/DenseUAV scripts add OneOf[ToSepia, Solarize] p 0.1."""
+    import albumentations as A
+
+    from geolink.data.torch_datasets import PairDataset
+
+    def extra_ops(ds):
+        t = PairDataset(ds.train_pairs(), img_size=32, sepia_solarize=ds.sepia_solarize)
+        found = []
+        for view in (t.drone_transform, t.satellite_transform):
+            ones = [op for op in view.transforms if isinstance(op, A.OneOf)]
+            found.append(
+                [
+                    (op.p, sorted(type(x).__name__ for x in op.transforms))
+                    for op in ones
+                    if any(isinstance(x, A.ToSepia) for x in op.transforms)
+                ]
+            )
+        return found
+
+    root = make_sues_raw(tmp_path / "S")
+    assert extra_ops(build_dataset("sues200", root)) == [[], []]
+    on = build_dataset("sues200", root, sepia_solarize=True)
+    assert extra_ops(on) == [[(0.1, ["Solarize", "ToSepia"])]] * 2

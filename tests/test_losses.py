@@ -136,3 +136,14 @@ def test_club_estimator_step_after_a_bf16_autocast_forward(over):
     )
     nll.backward()
     assert torch.isfinite(nll) and model.criterion.club_drone.p_mu[0].weight.grad is not None
+
+
+@pytest.mark.parametrize("b", [2, 3, 8])
+def test_relation_distillation_mean_form_is_the_paper_form_times_b3_b_minus_1(b):
+    """#14.6: D/mean(D) = B²·A and the MSE runs over B² entries, so `mean` = B³(B−1) × Eq. 13
+    (3,584 at B = 8): its weight depends on the batch size."""
+    torch.manual_seed(b)
+    s, t = torch.randn(b, 16, dtype=torch.float64), torch.randn(b, 16, dtype=torch.float64)
+    paper = relation_distillation(s, t, "sum")
+    code = relation_distillation(s, t, "mean")
+    torch.testing.assert_close(code, paper * b**3 * (b - 1), rtol=1e-5, atol=0)

@@ -148,7 +148,9 @@ def _ddp_worker(rank, world, port, result_file, payload):
     grad = model.logit_scale.grad.clone()
     dist.all_reduce(grad)
     if rank == 0:
-        torch.save({"loss": out["loss"].detach(), "grad": grad}, result_file)
+        torch.save(
+            {"loss": out["loss"].detach(), "L_rd": out["L_rd"].detach(), "grad": grad}, result_file
+        )
     # both ranks leave together: tearing gloo down while the peer still talks aborted
     # the process now and then (SIGABRT, "terminate called without an active exception")
     dist.barrier()
@@ -176,6 +178,9 @@ def test_all_gather_makes_the_loss_span_the_global_batch(tmp_path):
     out = model(payload[0], payload[1], point_features=payload[2])
     out["loss"].backward()
     torch.testing.assert_close(got["loss"], out["loss"].detach(), rtol=1e-4, atol=1e-5)
+    # #14.6: relational distillation sees the gathered (global) batch, so its B^3(B-1) factor
+    # (the `mean` form) follows the global batch: the same value as one process on all 4 rows
+    torch.testing.assert_close(got["L_rd"], out["L_rd"].detach(), rtol=1e-4, atol=1e-7)
     # DDP averages gradients; the sum over ranks of per-rank grads equals world x the full grad
     torch.testing.assert_close(got["grad"], 2 * model.logit_scale.grad, rtol=1e-3, atol=1e-5)
 
@@ -243,9 +248,7 @@ def test_ddp_ranks_train_one_and_the_same_club_estimator(tiny_data, tmp_path):
         port = s.getsockname()[1]
     out = tmp_path / "ddp"
     out.mkdir()
-    mp.spawn(
-        _ddp_club_worker, args=(2, port, str(root), str(recon), str(out)), nprocs=2, join=True
-    )
+    mp.spawn(_ddp_club_worker, args=(2, port, str(root), str(recon), str(out)), nprocs=2, join=True)
     a, b = (torch.load(out / f"criterion_rank{r}.pt", weights_only=True) for r in (0, 1))
     assert a and a.keys() == b.keys()
     for k in a:

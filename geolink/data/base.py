@@ -245,6 +245,8 @@ class CrossViewDataset(ABC):
 
     name: str = "base"
     layout: str = ""
+    # extra training augmentation the dataset's recipe adds (see ``train_transforms``)
+    sepia_solarize: bool = False
 
     def __init__(self, root: str | Path):
         self.root = Path(root).expanduser()

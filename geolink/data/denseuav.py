@@ -77,13 +77,15 @@ def match_satellite_by_height(drone: Path, satellites: list[Path]) -> list[Path]
 class DenseUAV(CrossViewDataset):
     """``denseuav``. Option ``pairs``: ``height`` (default: each drone image with the satellite
     images of its height, current and old epoch), ``first`` (Sample4Geo: the first satellite
-    image only) or ``all`` (every satellite image)."""
+    image only) or ``all`` (every satellite image). Option ``sepia_solarize``: the authors' extra
+    OneOf[ToSepia, Solarize] p .1 training augmentation."""
 
     name = "denseuav"
     layout = LAYOUT
 
-    def __init__(self, root: str | Path, pairs: str = "height"):
+    def __init__(self, root: str | Path, pairs: str = "height", sepia_solarize: bool = False):
         super().__init__(root)
+        self.sepia_solarize = bool(sepia_solarize)
         if pairs not in ("height", "first", "all"):
             raise DataError(f"unknown DenseUAV pairs mode '{pairs}'; expected height, first or all")
         self.pairs_mode = pairs

@@ -52,7 +52,8 @@ def _parse_ids(text: str) -> list[str]:
 
 class SUES200(CrossViewDataset):
     """``sues200``. Options: ``heights`` (subset of 150,200,250,300), ``layout`` (auto/raw/split),
-    ``train_ids`` (a file with one id per line, replacing the shipped list; raw layout only)."""
+    ``train_ids`` (a file with one id per line, replacing the shipped list; raw layout only),
+    ``sepia_solarize`` (the authors' extra OneOf[ToSepia, Solarize] p .1 training augmentation)."""
 
     name = "sues200"
     layout = LAYOUT
@@ -63,8 +64,10 @@ class SUES200(CrossViewDataset):
         heights: str | Sequence[str] | None = None,
         layout: str = "auto",
         train_ids: str | Path | None = None,
+        sepia_solarize: bool = False,
     ):
         super().__init__(root)
+        self.sepia_solarize = bool(sepia_solarize)
         hs = [str(h) for h in (as_list(heights) or HEIGHTS)]
         bad = [h for h in hs if h not in HEIGHTS]
         if bad:

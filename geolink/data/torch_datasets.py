@@ -87,15 +87,17 @@ class PairDataset(EpochPairs):
         skip_corrupt: bool = False,
         satellite_size: int | None = None,
         augment: str = "full",
+        sepia_solarize: bool = False,
     ):
         if augment not in AUGMENTS:
             raise DataError(f"unknown augment '{augment}'; expected one of {', '.join(AUGMENTS)}")
         if not pairs:
             raise DataError("no training pairs: the dataset's training split is empty")
         self.pairs = list(pairs)
-        self.drone_transform = drone_transform or train_transforms(img_size, "drone")
+        extra = {"sepia_solarize": sepia_solarize}
+        self.drone_transform = drone_transform or train_transforms(img_size, "drone", **extra)
         self.satellite_transform = satellite_transform or train_transforms(
-            satellite_size or img_size, "satellite"
+            satellite_size or img_size, "satellite", **extra
         )
         self.flip_p = flip_p
         self.augment = augment

@@ -24,12 +24,15 @@ def train_transforms(
     view: str,
     mean: tuple[float, float, float] = IMAGENET_MEAN,
     std: tuple[float, float, float] = IMAGENET_STD,
+    sepia_solarize: bool = False,
 ) -> A.Compose:
     """Sample4Geo University-1652 training augmentation for one view.
 
     ImageCompression(q 90-100, p .5) -> Resize(S, S, linear exact) -> ColorJitter(.15 x 4, p .5)
     -> OneOf[AdvancedBlur, Sharpen] p .3 -> OneOf[GridDropout(.4), CoarseDropout(10-25 holes of
     0.1S-0.2S)] p .3 -> (satellite only) RandomRotate90 p 1 -> Normalize -> CHW tensor.
+    ``sepia_solarize``: OneOf[ToSepia, Solarize] p .1 after the dropout group, both views — what
+    the GeoLink authors' SUES-200 and DenseUAV scripts add (the datasets' ``sepia_solarize``).
     """
     if view not in VIEWS:
         raise ConfigError(f"unknown view '{view}'; expected one of {', '.join(VIEWS)}")
@@ -52,6 +55,8 @@ def train_transforms(
             p=0.3,
         ),
     ]
+    if sepia_solarize:
+        ops.append(A.OneOf([A.ToSepia(p=1.0), A.Solarize(p=1.0)], p=0.1))
     if view == "satellite":
         ops.append(A.RandomRotate90(p=1.0))
     ops += [A.Normalize(mean=mean, std=std), ToTensorV2()]

@@ -144,6 +144,7 @@ class Trainer:
             seed=c.train.seed,
             skip_corrupt=c.train.skip_corrupt,
             augment=c.train.augment,
+            sepia_solarize=self.dataset.sepia_solarize,
         )
         self.sampler = DistinctLocationBatchSampler(
             self.train_set.labels,
