@@ -186,11 +186,15 @@ def synthesize(cfg: DemoConfig, data_dir: Path) -> Path:
 
 
 def reconstruct_region(cfg: DemoConfig, data_dir: Path, region: str, recon_dir: Path) -> dict:
+    from geolink.config import load_config
     from geolink.data import build_dataset
     from geolink.recon.pipeline import main as reconstruct
 
     ds = build_dataset("synthetic", data_dir, regions=[region])
-    conf = {"backend": cfg.recon_backend, "workers": cfg.recon_workers}
+    # clouds of the size the 3D model is configured for (training refuses any other)
+    point_over = [o for o in cfg.train_overrides if o.startswith("model.point.")]
+    num_points = load_config(cfg.geolink_preset, point_over).model.point.num_points
+    conf = {"backend": cfg.recon_backend, "workers": cfg.recon_workers, "num_points": num_points}
     manifest = json.loads(reconstruct(conf, ds, recon_dir).read_text())
     return manifest.get("summary", {})
 

@@ -110,7 +110,8 @@ def parity_check(
     seed: int = 0,
 ) -> dict[str, float]:
     """Run PyTorch and onnxruntime on the same random inputs; return the largest absolute
-    difference, the smallest cosine similarity of the embeddings, and the batch sizes tried."""
+    difference, the smallest cosine similarity of the embeddings, the batch sizes tried and
+    whether every output was finite (a non-finite output fails parity: max_abs_diff = inf)."""
     import onnxruntime as ort
 
     model, _ = load_image_encoder(checkpoint)
@@ -123,7 +124,16 @@ def parity_check(
         with torch.inference_mode():
             ref = model(torch.from_numpy(x)).numpy()
         got = sess.run(None, {name: x})[0]
+        if not (np.isfinite(ref).all() and np.isfinite(got).all()):
+            # max(0.0, nan) is 0.0: a NaN model would pass a plain max
+            return {"max_abs_diff": float("inf"), "min_cosine": float("nan"),
+                    "batch_sizes": list(batch_sizes), "finite": False}  # fmt: skip
         max_abs = max(max_abs, float(np.abs(ref - got).max()))
         cos = (ref * got).sum(1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1))
         min_cos = min(min_cos, float(cos.min()))
-    return {"max_abs_diff": max_abs, "min_cosine": min_cos, "batch_sizes": list(batch_sizes)}
+    return {
+        "max_abs_diff": max_abs,
+        "min_cosine": min_cos,
+        "batch_sizes": list(batch_sizes),
+        "finite": True,
+    }

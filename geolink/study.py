@@ -184,6 +184,8 @@ def run_study(
             (r.preset for r in cfg.runs.values() if not r.points),
             next(iter(cfg.runs.values())).preset,
         ),
+        # the clouds are made for the first run with a 3D branch
+        geolink_preset=next((r.preset for r in cfg.runs.values() if r.points), "demo"),
         train_overrides=list(cfg.overrides),
     )
     stages = Stages(out)

@@ -47,11 +47,23 @@ def test_summary_errors_are_one_clear_message(tmp_path, capsys):
     assert main(["data", "summary", "university1652", str(root)]) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and "--skip-corrupt" in err
-    assert main(["data", "summary", "university1652", str(root), "--skip-corrupt"]) == 0
+    # listed, not fatal, but a problem: exit status 1 (#14.9)
+    assert main(["data", "summary", "university1652", str(root), "--skip-corrupt"]) == 1
     out = capsys.readouterr().out
     assert "1 unreadable image(s) skipped" in out and str(bad) in out
     assert main(["data", "summary", "university1652", str(root), "-o", "heights=150"]) == 2
     assert "unknown option" in capsys.readouterr().err
+
+
+def test_summary_of_an_incomplete_tree_exits_1(tmp_path, capsys):
+    """#14.9: a missing folder was printed as a problem but the exit status was 0."""
+    import shutil
+
+    root = _tree(tmp_path / "U")
+    shutil.rmtree(root / "test/gallery_satellite")
+    assert main(["data", "summary", "university1652", str(root)]) == 1
+    captured = capsys.readouterr()
+    assert "gallery_satellite" in captured.out and "1 problem(s) found" in captured.err
 
 
 def test_weather_command(tmp_path, capsys):

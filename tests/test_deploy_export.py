@@ -149,3 +149,40 @@ def test_deployment_modules_import_no_training_code():
     mods = set(json.loads(out.stdout.strip().splitlines()[-1]))
     assert set(DEPLOYMENT) <= mods
     assert not {m for m in mods if m.startswith(TRAINING_ONLY)}
+
+
+def _nan_checkpoint(src, dst):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(src), framework="pt") as f:
+        meta = f.metadata()
+    sd = load_file(str(src))
+    key = next(k for k in sd if k.endswith("weight") and "aggregator" in k)
+    sd[key].fill_(float("nan"))
+    save_file(sd, str(dst), metadata=meta)
+    return dst
+
+
+def test_a_nan_model_fails_parity_and_is_refused_wherever_it_embeds(exported, tmp_path, capsys):
+    """#14.15: max(0.0, nan) is 0.0, so an all-NaN checkpoint exported with "0.00e+00 -> OK"."""
+    from geolink.checkpoint import load_image_encoder
+    from geolink.cli.main import main
+    from geolink.evaluate.embed import embed_images
+
+    root, ckpt, _ = exported
+    bad = _nan_checkpoint(ckpt, tmp_path / "nan.safetensors")
+    par = parity_check(bad, export_onnx(bad, tmp_path / "nan.onnx"))
+    assert par["finite"] is False and par["max_abs_diff"] == float("inf")
+    assert main(["export", "--checkpoint", str(bad), "--out", str(tmp_path / "cli.onnx")]) == 1
+    captured = capsys.readouterr()
+    assert "FAILED" in captured.out and "NaN" in captured.err
+    tiles, _ = make_tiles(tmp_path / "t", 2)
+    images = [textured_tile(i) for i in range(2)]
+    with pytest.raises(DataError, match="non-finite"):
+        TorchEncoder(bad).embed(images)  # index, locate and serve embed through this
+    with pytest.raises(DataError, match="non-finite"):
+        OnnxEncoder(tmp_path / "nan.onnx").embed(images)
+    encoder, _ = load_image_encoder(bad)
+    with pytest.raises(DataError, match="NaN"):
+        embed_images(encoder, sorted(tiles.glob("*.png")))  # eval (refused already before)

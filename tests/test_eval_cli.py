@@ -58,3 +58,37 @@ def test_geolink_eval_cli_user_errors(tmp_path, checkpoint, capsys):
     assert "university1652" in capsys.readouterr().err
     assert main([*base, "--root", str(tmp_path), "--weather", "hail"]) == 2
     assert "unknown weather 'hail'" in capsys.readouterr().err
+
+
+def test_eval_into_a_folder_of_another_checkpoint_is_refused_not_mixed(
+    tmp_path, checkpoint, capsys
+):
+    """#14.8: records were keyed by (set, condition, protocol) only, so evaluating another
+    checkpoint into the same --out silently kept the first checkpoint's numbers."""
+    import torch
+    from test_eval_evaluator import make_u1652
+
+    from geolink.checkpoint import save_model
+    from geolink.config import load_config, to_yaml
+    from geolink.models.geolink import GeoLink
+
+    torch.manual_seed(123)
+    cfg = load_config("test")
+    other = save_model(
+        GeoLink(cfg.model, cfg.loss).eval(), tmp_path / "b.safetensors", to_yaml(cfg)
+    )
+    root = make_u1652(tmp_path / "u", n_drone=2)
+    out = tmp_path / "ev"
+    common = ["--dataset", "university1652", "--root", str(root), "--out", str(out)]
+    assert main(["eval", "--checkpoint", str(checkpoint), *common]) == 0
+    first = json.loads((out / "metrics.json").read_text())
+    assert main(["eval", "--checkpoint", str(checkpoint), *common]) == 0  # same model: reused
+    assert json.loads((out / "metrics.json").read_text()) == first
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(other), *common]) == 2
+    assert "another evaluation" in capsys.readouterr().err
+    assert json.loads((out / "metrics.json").read_text()) == first  # nothing lost
+    assert main(["eval", "--checkpoint", str(other), *common, "--overwrite"]) == 0
+    recs = json.loads((out / "metrics.json").read_text())
+    models = {r["source"]["model"] for r in recs if "source" in r}
+    assert len(models) == 1 and models != {r["source"]["model"] for r in first if "source" in r}

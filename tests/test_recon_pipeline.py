@@ -210,3 +210,26 @@ def test_cli_reconstruct_with_preview(synth_tiny, tmp_path, capsys):
         ]
     )
     assert rc == 2 and "unknown reconstruction backend 'nerf'" in capsys.readouterr().err
+
+
+def test_cli_reconstruct_exits_1_when_a_scene_failed(tmp_path, capsys):
+    """#14.9/#14.17: "1 ok, 1 failed" used to exit 0; the ok scene is kept."""
+    import cv2
+
+    from geolink.cli.main import main as cli
+
+    root = tmp_path / "U"  # a University-1652 tree; the depth maps sit beside train/
+    make_plane_scene(root, "0001", n_views=8, size=96, seed=1)
+    make_plane_scene(root, "0002", n_views=6, size=64)
+    for depth in (root / "depth/0002").glob("*.npy"):  # this scene cannot be fused
+        depth.unlink()
+    for loc in ("0001", "0002"):
+        (root / "train/satellite" / loc).mkdir(parents=True)
+        cv2.imwrite(str(root / "train/satellite" / loc / f"{loc}.jpg"), np.zeros((8, 8, 3)))
+    out = tmp_path / "recon"
+    argv = ["reconstruct", "--dataset", "university1652", "--root", str(root), "--backend", "depth",
+            "--out", str(out), "--num-points", "256", "--no-features", "-b", "stride=4"]  # fmt: skip
+    assert cli(argv) == 1
+    captured = capsys.readouterr()
+    assert "1 ok, 1 failed" in captured.out and "1 scene(s) failed" in captured.err
+    assert _manifest(out)["scenes"]["0001"]["status"] == "ok"

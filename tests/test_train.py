@@ -49,8 +49,17 @@ def tiny_data(tmp_path):
     recon.mkdir()
     g = torch.Generator().manual_seed(0)
     feats = {f"{i:04d}": torch.randn(1152, generator=g) for i in range(N_LOC)}
-    save_file(feats, str(recon / "point_features.safetensors"))
+    write_features(recon, feats, load_config("test").model.point)
     return root, recon
+
+
+def write_features(recon, feats, point_cfg, locations=None):
+    """A features file recorded as made with ``point_cfg``'s Point-NN settings."""
+    from geolink.recon.features import feature_metadata, features_path, settings_of
+
+    settings = settings_of(point_cfg)
+    meta = feature_metadata(settings, point_cfg.num_points, locations or {k: k for k in feats})
+    save_file(feats, str(features_path(recon, settings)), metadata=meta)
 
 
 def cfg_for(root, recon, *extra):
@@ -329,3 +338,64 @@ def test_train_locations_takes_a_seeded_subset(tiny_data, tmp_path):
     assert len(locs) == 5 and locs == {p.location for p in b.pairs}
     with pytest.raises(ConfigError, match="data.train_locations=-1"):
         Trainer(cfg_for(root, recon, "data.train_locations=-1"), tmp_path / "c")
+
+
+def _recon_folder(path, n_loc=N_LOC, n_points=128, groups=1):
+    """A reconstruction folder (manifest + clouds) without running a reconstruction."""
+    from geolink.recon.pointcloud import write_ply
+
+    rng = np.random.default_rng(5)
+    scenes = {}
+    for i in range(n_loc):
+        for g in range(groups):
+            key = f"{i:04d}" if groups == 1 else f"{i:04d}_group{g}"
+            write_ply(path / "points" / f"{key}.ply", rng.uniform(-1, 1, (n_points, 3)))
+            scenes[key] = {"status": "ok", "ply": f"points/{key}.ply", "location": f"{i:04d}"}
+    (path / "manifest.json").write_text(json.dumps({"scenes": scenes}))
+    return path
+
+
+def test_point_nn_settings_of_the_config_are_the_ones_trained_on(tmp_path):
+    """#14.1: training read features made by a default PointNN(), whatever model.point said."""
+    from geolink.models.point_nn import PointNN
+    from geolink.recon.pointcloud import read_ply
+    from geolink.train.trainer import Trainer
+
+    root = make_u1652(tmp_path / "u1652")
+    recon = _recon_folder(tmp_path / "recon")
+    cloud = torch.from_numpy(read_ply(recon / "points/0003.ply").xyz)[None]
+    seen = {}
+    for k, std in ((16, "cloud"), (8, "cloud"), (8, "batch")):
+        over = [f"model.point.k={k}", f"model.point.lga_std={std}"]
+        t = Trainer(cfg_for(root, recon, *over), tmp_path / f"run_{k}_{std}")
+        (vec,) = t.points.groups["0003"]
+        seen[k, std] = vec
+        if std == "cloud":
+            torch.testing.assert_close(vec, PointNN(k=k)(cloud.float())[0])
+    assert not torch.allclose(seen[16, "cloud"], seen[8, "cloud"])
+    assert not torch.allclose(seen[8, "cloud"], seen[8, "batch"])  # one std over 6 clouds
+    assert len(list(recon.glob("point_features*.safetensors"))) == 3  # one file per setting
+    with pytest.raises(ConfigError, match=r"model.point.num_points=64"):
+        Trainer(cfg_for(root, recon, "model.point.num_points=64"), tmp_path / "np")
+
+
+def test_point_features_without_clouds_name_the_differing_settings(tiny_data, tmp_path):
+    from geolink.train.trainer import Trainer
+
+    root, recon = tiny_data  # a features file only (k=16 as the test preset), no clouds
+    with pytest.raises(ConfigError, match=r"model.point.k=8 \(cached: 16\)"):
+        Trainer(cfg_for(root, recon, "model.point.k=8"), tmp_path / "r")
+
+
+def test_groups_come_from_the_recorded_locations_not_the_key(tmp_path):
+    """A location reconstructed as groups has all its scenes; a location id that itself
+    contains '_group' is not cut (the key used to be split at '_group')."""
+    from geolink.train.trainer import PointFeatureLookup, Trainer
+
+    root = make_u1652(tmp_path / "u1652")
+    recon = _recon_folder(tmp_path / "recon", groups=2)
+    t = Trainer(cfg_for(root, recon), tmp_path / "run")
+    assert sorted(t.points.groups) == [f"{i:04d}" for i in range(N_LOC)]
+    assert all(len(v) == 2 for v in t.points.groups.values())
+    lookup = PointFeatureLookup({"river_group7": torch.zeros(3)}, {"river_group7": "river_group7"})
+    assert "river_group7" in lookup and "river" not in lookup

@@ -98,4 +98,8 @@ def run(args: argparse.Namespace) -> int:
         print()
     else:
         print(format_summary(info))
-    return 0
+    # a tree with layout problems or unreadable images is not usable as is: exit status 1
+    bad = len(info["problems"]) + len(info.get("corrupt") or [])
+    if bad:
+        print(f"geolink data summary: {bad} problem(s) found", file=sys.stderr)
+    return 1 if bad else 0

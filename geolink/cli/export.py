@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from geolink.errors import GeoLinkError
 
@@ -33,11 +34,13 @@ def run(args: argparse.Namespace) -> int:
         args.checkpoint, args.out, opset=args.opset, dynamo=args.dynamo, overwrite=args.overwrite
     )
     par = parity_check(args.checkpoint, out)
-    ok = par["max_abs_diff"] <= args.tolerance
+    ok = par["finite"] and par["max_abs_diff"] <= args.tolerance
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MB, dynamic batch axis)")
     print(
         f"parity vs PyTorch (batch {', '.join(map(str, par['batch_sizes']))}): max abs diff "
         f"{par['max_abs_diff']:.2e}, min cosine {par['min_cosine']:.7f} -> "
         f"{'OK' if ok else 'FAILED'} (tolerance {args.tolerance:g})"
     )
+    if not par["finite"]:
+        print("the model produces NaN/Inf embeddings: not a usable export", file=sys.stderr)
     return 0 if ok else 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -100,7 +101,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"manifest": str(manifest_path), **manifest["summary"]}, indent=2))
     else:
         _print_summary(manifest, manifest_path)
-    return 0 if manifest["summary"]["ok"] else 1
+    failed = manifest["summary"]["failed"]
+    if failed:  # the others are done and kept; --retry-failed redoes these
+        print(f"geolink reconstruct: {failed} scene(s) failed", file=sys.stderr)
+    return 1 if failed or not manifest["summary"]["ok"] else 0
 
 
 def _print_summary(manifest: dict, manifest_path: Path) -> None:

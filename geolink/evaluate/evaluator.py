@@ -2,7 +2,9 @@
 
 Writes ``out_dir/metrics.json`` (a list of records, see :func:`evaluate`) and, per set and
 condition, ``out_dir/topk_<set>[_<condition>].csv`` (the top-k gallery items of every query).
-Records already in ``metrics.json`` are kept and not recomputed unless ``overwrite=True``.
+Records already in ``metrics.json`` are kept and not recomputed unless ``overwrite=True``; each
+record names its ``source`` (model sha256, dataset, root), and a file holding another source is
+refused (``ConfigError``) rather than mixed.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from geolink.errors import DataError, GeoLinkError
+from geolink.errors import ConfigError, DataError, GeoLinkError
 from geolink.evaluate.embed import embed_images
 from geolink.evaluate.metrics import (
     PROTOCOLS,
@@ -201,6 +203,47 @@ def average_records(records: list[dict]) -> list[dict]:
     return out
 
 
+def _source(model_key: str, name: str, dataset: Any) -> dict[str, str]:
+    """What a record was computed from: the model (checkpoint sha256 or weight fingerprint),
+    the dataset's name and its root folder."""
+    root = getattr(dataset, "root", None)
+    return {
+        "model": str(model_key),
+        "dataset": name,
+        "root": str(Path(root).resolve()) if root is not None else "",
+    }
+
+
+def _reusable(records: list[dict], source: dict, path: Path) -> list[dict]:
+    """The records of ``path`` that may be kept next to new ones computed from ``source``.
+
+    Records of another model or dataset root are refused (never mixed silently); records
+    without a ``source`` (written before it was recorded) are dropped and recomputed.
+    """
+    kept, legacy = [], 0
+    for r in records:
+        if r["set"].endswith("@avg"):
+            continue
+        old = r.get("source")
+        if old is None:
+            legacy += 1
+            continue
+        if old != source:
+            diff = ", ".join(
+                f"{k} {old.get(k)!r} -> {source[k]!r}" for k in source if old.get(k) != source[k]
+            )
+            raise ConfigError(
+                f"{path} holds results of another evaluation ({diff}); use another --out, or "
+                "--overwrite to replace them"
+            )
+        kept.append(r)
+    if legacy:
+        log.warning(
+            "%s: %d records without a recorded model/dataset: recomputing them", path, legacy
+        )
+    return kept
+
+
 def evaluate(
     encoder: nn.Module,
     dataset: Any,
@@ -235,14 +278,15 @@ def evaluate(
     name = dataset_name or getattr(dataset, "name", type(dataset).__name__)
     out = Path(out_dir) if out_dir is not None else None
     metrics_path = out / METRICS_FILE if out is not None else None
-    existing: list[dict] = []
-    if metrics_path is not None and metrics_path.is_file() and not overwrite:
-        existing = [r for r in load_records(metrics_path) if not r["set"].endswith("@avg")]
-    done = {_record_key(r) for r in existing}
-    if cache_dir is not None and model_key is None:
+    if model_key is None:
         from geolink.evaluate.embed import model_fingerprint
 
         model_key = model_fingerprint(encoder)  # once, not per image list
+    source = _source(model_key, name, dataset)
+    existing: list[dict] = []
+    if metrics_path is not None and metrics_path.is_file() and not overwrite:
+        existing = _reusable(load_records(metrics_path), source, metrics_path)
+    done = {_record_key(r) for r in existing}
     embedder = _Embedder(
         encoder,
         batch_size=batch_size,
@@ -281,6 +325,7 @@ def evaluate(
                         "n_queries": len(rs.queries),
                         "n_gallery": details["n_gallery"],
                         "n_gallery_total": details["n_gallery_total"],
+                        "source": source,
                     }
                 )
                 log.info(

@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from geolink.errors import DataError, GeoLinkError, MissingDependencyError
+from geolink.errors import DataError, GeoLinkError, MissingDependencyError, check_finite
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ def preprocess(
 
 def _l2n(x: np.ndarray) -> np.ndarray:
     # The encoder already normalises; renormalising guards against fp drift (ONNX, fp16).
+    check_finite(x, "encoder output")
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 

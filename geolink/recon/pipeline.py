@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import resource
 import shutil
 import time
@@ -254,7 +255,11 @@ def main(
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = out_dir / "manifest.json"
 
-    scenes = split_groups(scenes_of(dataset, conf["split"]), conf["groups"], conf["group_mode"])
+    scenes: dict[str, list[Path]] = {}
+    locations: dict[str, str] = {}  # scene -> location, recorded in the manifest
+    for loc, images in scenes_of(dataset, conf["split"]).items():
+        for key, part in split_groups({loc: images}, conf["groups"], conf["group_mode"]).items():
+            scenes[key], locations[key] = part, loc
     if conf["scenes"] is not None:
         wanted = set(conf["scenes"])
         scenes = {k: v for k, v in scenes.items() if k in wanted}
@@ -325,6 +330,9 @@ def main(
         for key in todo
     ]
     _run_tasks(tasks, workers, manifest, manifest_path)
+    for key in scenes:
+        if key in manifest["scenes"]:
+            manifest["scenes"][key]["location"] = locations[key]
     _write_manifest(manifest_path, manifest)
     s = manifest["summary"]
     logger.info("reconstruct: %d ok, %d failed of %d scenes", s["ok"], s["failed"], s["scenes"])
@@ -423,6 +431,8 @@ def import_colmap(
             "backend": "colmap_import",
             "source": str(model),
             "ply": ply,
+            # the released code's folders are <location>_group<i>: the location is the prefix
+            "location": re.sub(r"_group\d+$", "", key),
         }
         cloud = read_colmap_points(model)  # DataError for corrupt files: a user error, stop
         cloud = filter_colmap_points(

@@ -70,14 +70,16 @@ def autocast_for(device: torch.device, amp: bool):
 
 
 class PointFeatureLookup:
-    """Scene key -> cached Point-NN descriptor; with ``--groups K`` reconstructions a location has
-    scenes ``<key>_group<i>`` and one of them is drawn per sample (keyed, reproducible)."""
+    """Location -> its cached Point-NN descriptors; a location reconstructed as several groups
+    (``geolink reconstruct --groups K``) has several scenes, one of them drawn per sample (keyed,
+    reproducible). ``locations`` maps scene key -> location (recorded by the reconstruction);
+    a scene missing from it is its own location."""
 
-    def __init__(self, features: dict[str, Tensor]):
+    def __init__(self, features: dict[str, Tensor], locations: dict[str, str] | None = None):
+        locations = locations or {}
         self.groups: dict[str, list[Tensor]] = {}
         for key in sorted(features):
-            base = key.rsplit("_group", 1)[0] if "_group" in key else key
-            self.groups.setdefault(base, []).append(features[key])
+            self.groups.setdefault(locations.get(key, key), []).append(features[key])
 
     def __contains__(self, scene: str) -> bool:
         return scene in self.groups
@@ -219,14 +221,17 @@ class Trainer:
         return c.select == "test" or self.val_set is not None
 
     def _attach_points(self, pairs: list) -> list:
-        from geolink.recon.features import load_point_features
+        from geolink.recon.features import features_for_training, settings_of
 
         if not self.cfg.data.points:
             raise ConfigError(
                 "the 3D branch needs cached point features: pass data.points=RECON_DIR (the "
                 "output of `geolink reconstruct`), or model.point.enabled=false for the 2D baseline"
             )
-        self.points = PointFeatureLookup(load_point_features(self.cfg.data.points))
+        p = self.cfg.model.point
+        # the features of this config's Point-NN settings (computed into the folder if missing)
+        feats, locations = features_for_training(self.cfg.data.points, settings_of(p), p.num_points)
+        self.points = PointFeatureLookup(feats, locations)
         kept = [p for p in pairs if p.scene in self.points]
         dropped = len({p.scene for p in pairs} - {p.scene for p in kept})
         if not kept:
