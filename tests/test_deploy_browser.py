@@ -1,6 +1,7 @@
 """The upload page in headless Chromium: choose a drone image, press Locate, see the top-k tiles
 with coordinates. Needs Debian's ``chromium`` + ``chromium-driver`` and ``pip install selenium``."""
 
+import csv
 import shutil
 import socket
 import threading
@@ -16,8 +17,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def _serve(root, rename=None):
+    """Index 6 tiles (``rename``: {old stem: new stem}) and serve them on a free loopback port;
+    yields (url, root)."""
     pytest.importorskip("selenium")
     uvicorn = pytest.importorskip("uvicorn")
     from geolink.index import store, tiles_from_folder
@@ -26,9 +28,13 @@ def server(tmp_path_factory):
     from geolink.index.testing import make_checkpoint, make_tiles
     from geolink.serve.app import create_app
 
-    root = tmp_path_factory.mktemp("browser")
     enc = TorchEncoder(make_checkpoint(root / "tiny.safetensors"))
     tile_dir, csv_path = make_tiles(root, 6)
+    for old, new in (rename or {}).items():
+        (tile_dir / f"{old}.png").rename(tile_dir / f"{new}.png")
+        rows = list(csv.reader(csv_path.open()))
+        with csv_path.open("w", newline="") as f:
+            csv.writer(f).writerows([[new if c == old else c for c in r] for r in rows])
     out = store.main({}, tiles_from_folder(tile_dir, csv_path), enc, root / "index")
     app = create_app(Localizer(store.TileIndex.load(out), enc))
     sock = socket.socket()
@@ -46,10 +52,73 @@ def server(tmp_path_factory):
     sock.close()
 
 
-def test_upload_page_shows_top_k_tiles(server, tmp_path):
-    import cv2
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    yield from _serve(tmp_path_factory.mktemp("browser"))
+
+
+# a tile file name that closes the alt attribute and adds event handlers (#14.11)
+HOSTILE = 'x" onload="window.__xss=1" onerror="window.__xss=1" y="'
+
+
+@pytest.fixture(scope="module")
+def hostile_server(tmp_path_factory):
+    yield from _serve(tmp_path_factory.mktemp("hostile"), {"t002": HOSTILE})
+
+
+def _chrome():
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        opts.add_argument(arg)
+    return webdriver.Chrome(service=Service(DRIVER), options=opts)
+
+
+def test_a_tile_id_is_shown_as_text_never_run_as_markup(hostile_server, tmp_path):
+    """#14.11: the tile id went unescaped into ``alt="tile ${id}"`` through innerHTML."""
+    import cv2
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from geolink.index.testing import drone_view, textured_tile
+
+    url, _ = hostile_server
+    query = tmp_path / "drone.png"
+    cv2.imwrite(str(query), cv2.cvtColor(drone_view(textured_tile(2), 0), cv2.COLOR_RGB2BGR))
+    driver = _chrome()
+    try:
+        driver.get(url)
+        wait = WebDriverWait(driver, 30)
+        wait.until(lambda d: "tiles" in d.find_element(By.ID, "info").text)
+        driver.find_element(By.ID, "topk").clear()
+        driver.find_element(By.ID, "topk").send_keys("6")  # every tile, the hostile one too
+        driver.find_element(By.ID, "file").send_keys(str(query))
+        driver.find_element(By.ID, "submit").click()
+        wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#results tr.match")))
+        ids = [r.find_elements(By.TAG_NAME, "td")[2].text for r in
+               driver.find_elements(By.CSS_SELECTOR, "#results tr.match")]  # fmt: skip
+        assert HOSTILE in ids
+        wait.until(
+            lambda d: d.execute_script(
+                "return [...document.querySelectorAll('#results img')].every(i => i.complete)"
+            )
+        )
+        assert driver.execute_script("return window.__xss === undefined")
+        handlers = driver.execute_script(
+            "return [...document.querySelectorAll('#results img')]"
+            ".filter(i => i.hasAttribute('onload') || i.hasAttribute('onerror')).length"
+        )
+        assert handlers == 0
+    finally:
+        driver.quit()
+
+
+def test_upload_page_shows_top_k_tiles(server, tmp_path):
+    import cv2
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -59,11 +128,7 @@ def test_upload_page_shows_top_k_tiles(server, tmp_path):
     url, _ = server
     query = tmp_path / "drone.png"
     cv2.imwrite(str(query), cv2.cvtColor(drone_view(textured_tile(3), 0), cv2.COLOR_RGB2BGR))
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    driver = _chrome()
     try:
         driver.get(url)
         wait = WebDriverWait(driver, 30)

@@ -145,3 +145,77 @@ def test_tile_thumbnails(client):
     img = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)
     assert img.shape[:2] == (48, 48)
     assert client.get("/tiles/nope/image").status_code == 404
+
+
+def test_a_chunked_upload_stops_at_the_limit_while_streaming(localizer):
+    """#14.13: without a Content-Length the whole body (1000 MB in the probe) was spooled to
+    /tmp before the endpoint's 413. Count what the app actually reads."""
+    import asyncio
+
+    app = create_app(localizer, max_bytes=200_000)
+    chunk, total = 64 * 1024, 40  # 2.6 MB offered in 64 KiB chunks, no content-length
+    head = (
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="q.png"\r\n'
+        b"Content-Type: image/png\r\n\r\n"
+    )
+    consumed, sent = 0, []
+
+    async def receive():
+        nonlocal consumed
+        if consumed >= total * chunk:
+            return {"type": "http.request", "body": b"", "more_body": False}
+        body = (head + bytes(chunk - len(head))) if consumed == 0 else bytes(chunk)
+        consumed += len(body)
+        return {"type": "http.request", "body": body, "more_body": True}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/locate", "raw_path": b"/locate", "query_string": b"",
+        "root_path": "", "server": ("test", 80), "client": ("test", 1),
+        "headers": [(b"content-type", b"multipart/form-data; boundary=b"),
+                    (b"transfer-encoding", b"chunked")],
+    }  # fmt: skip
+    asyncio.run(app(scope, receive, send))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    assert start["status"] == 413 and b"too large" in body, body
+    assert consumed <= 200_000 + 64 * 1024 + 2 * chunk  # stopped at the limit, not at 2.6 MB
+
+
+def test_a_missing_tile_file_is_a_404_without_server_paths(tmp_path):
+    """#14.11: the 404 message carried the server-side path of the tile file."""
+    ckpt = make_checkpoint(tmp_path / "tiny.safetensors")
+    tile_dir, csv_path = make_tiles(tmp_path, 2)
+    enc = TorchEncoder(ckpt)
+    out = store.main({}, tiles_from_folder(tile_dir, csv_path), enc, tmp_path / "index")
+    client = TestClient(create_app(Localizer(store.TileIndex.load(out), enc)))
+    (tile_dir / "t001.png").unlink()
+    r = client.get("/tiles/t001/image")
+    assert r.status_code == 404 and "not available" in r.json()["detail"]
+    assert str(tmp_path) not in r.text and "t001.png" not in r.text
+
+
+@pytest.mark.parametrize(
+    "over,message",
+    [({"max_bytes": -1}, "upload limit"), ({"max_bytes": 0}, "upload limit"),
+     ({"default_top_k": 0}, "top-k"), ({"default_top_k": 51}, "top-k")],
+)  # fmt: skip
+def test_server_options_that_would_refuse_everything_are_errors(localizer, over, message):
+    """#14.13: --max-mb -1 / --top-k 0 started a server that rejected every request."""
+    from geolink.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        create_app(localizer, **over)
+
+
+def test_serve_cli_validates_its_options_before_loading(tmp_path, capsys):
+    from geolink.cli.main import main
+
+    base = ["serve", "--index", str(tmp_path / "no-index")]
+    assert main([*base, "--max-mb", "-1"]) == 2
+    assert "--max-mb" in capsys.readouterr().err
+    assert main([*base, "--top-k", "0"]) == 2
+    assert "--top-k" in capsys.readouterr().err

@@ -24,9 +24,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # CPU-feature probing chatter
+    from geolink.errors import ConfigError
     from geolink.index.localizer import Localizer
     from geolink.serve.app import serve
 
+    # checked before the index and model load: a server that refuses everything is no server
+    if not args.max_mb > 0:
+        raise ConfigError(f"--max-mb {args.max_mb:g}: the upload limit must be > 0")
+    if not 1 <= args.top_k <= 50:
+        raise ConfigError(f"--top-k {args.top_k}: must be in 1..50")
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port {args.port}: must be in 0..65535")
+    if args.threads < 0:
+        raise ConfigError(f"--threads {args.threads}: must be >= 0 (0 = all cores)")
     loc = Localizer.from_paths(
         args.index, args.checkpoint, args.onnx, device=args.device, threads=args.threads
     )

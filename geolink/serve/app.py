@@ -19,7 +19,7 @@ from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from geolink import __version__
-from geolink.errors import DataError, GeoLinkError
+from geolink.errors import ConfigError, DataError, GeoLinkError
 from geolink.index.geo import exif_gps
 from geolink.index.localizer import Localizer
 from geolink.index.tiles import decode_image, read_tile_source
@@ -46,13 +46,69 @@ def _read_upload(file: UploadFile, max_bytes: int) -> bytes:
     return data
 
 
+class _BodyTooLarge(HTTPException):
+    """Raised from ``receive``: an HTTPException, so FastAPI's body parsing passes it on (any
+    other exception there becomes a 400 "error parsing the body")."""
+
+    def __init__(self, message: str):
+        super().__init__(413, message)
+
+
+class _StreamLimit:
+    """ASGI middleware: a request body declared or grown past ``limit`` bytes is answered 413
+    (JSON) as soon as that is known. FastAPI's own ``max_body_size`` answers in plain text, which would break
+    this API's ``{"detail": ...}`` contract."""
+
+    def __init__(self, app, limit: int, message: str):
+        self.app, self.limit, self.message = app, limit, message
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            await JSONResponse({"detail": self.message}, status_code=413)(scope, receive, send)
+            return
+        seen, started = 0, False
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _BodyTooLarge(self.message)
+            return message
+
+        async def tracked_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracked_send)
+        except _BodyTooLarge:
+            if started:
+                raise
+            await JSONResponse({"detail": self.message}, status_code=413)(scope, receive, send)
+
+
 def create_app(
     localizer: Localizer,
     max_bytes: int = DEFAULT_MAX_BYTES,
     default_top_k: int = 5,
     max_top_k: int = 50,
 ) -> FastAPI:
-    """Build the FastAPI app around a loaded :class:`Localizer`."""
+    """Build the FastAPI app around a loaded :class:`Localizer`.
+
+    Raises:
+        ConfigError: a limit that would make the service refuse every request.
+    """
+    if not isinstance(max_bytes, int) or max_bytes < 1:
+        raise ConfigError(f"upload limit {max_bytes!r} bytes: must be a positive integer")
+    if not 1 <= default_top_k <= max_top_k:
+        raise ConfigError(f"default top-k {default_top_k!r}: must be in 1..{max_top_k}")
+    too_large = f"file too large: over the limit of {max_bytes} bytes"
     app = FastAPI(
         title="GeoLink localization",
         version=__version__,
@@ -66,15 +122,10 @@ def create_app(
         log.exception("error while serving %s", request.url.path)
         return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
 
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next):
-        # Refuse oversized bodies before the multipart parser spools them to disk.
-        size = request.headers.get("content-length")
-        if size and size.isdigit() and int(size) > max_bytes + MULTIPART_OVERHEAD:
-            return JSONResponse(
-                {"detail": f"file too large: over the limit of {max_bytes} bytes"}, status_code=413
-            )
-        return await call_next(request)
+    # refuses a declared Content-Length over the limit before reading, and counts the body while
+    # it streams in, so a chunked upload (no Content-Length) stops at the limit instead of being
+    # spooled to disk whole before the endpoint's own check
+    app.add_middleware(_StreamLimit, limit=max_bytes + MULTIPART_OVERHEAD, message=too_large)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def home() -> str:
@@ -135,7 +186,9 @@ def create_app(
         try:
             img = read_tile_source(index.tile(tile_id)["source"])
         except GeoLinkError as e:
-            raise HTTPException(404, f"tile '{tile_id}' image is not available: {e}") from None
+            # the reason (with the server's file path) goes to the log, not to the client
+            log.warning("tile %r image is not available: %s", tile_id, e)
+            raise HTTPException(404, f"tile '{tile_id}' image is not available") from None
         scale = size / max(img.shape[:2])
         if scale < 1:
             img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
