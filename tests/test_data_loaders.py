@@ -396,3 +396,46 @@ def test_sues200_sepia_solarize_option_reaches_the_training_transforms(tmp_path)
     assert extra_ops(build_dataset("sues200", root)) == [[], []]
     on = build_dataset("sues200", root, sepia_solarize=True)
     assert extra_ops(on) == [[(0.1, ["Solarize", "ToSepia"])]] * 2
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A PNG whose header declares width x height 8-bit RGB pixels, with one compressed row of
+    zeros as its data: a few dozen bytes that a decoder would expand to width*height*3 bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * (1 + 3 * width))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_decompression_bombs_and_degenerate_images_are_refused_before_decoding(
+    tmp_path, monkeypatch
+):
+    """#14.12/#14.17: a 48 KB PNG declaring 20000² pixels was decoded (GBs of RAM); a 1×1
+    image was accepted by data summary, train and eval."""
+    from geolink.data.images import check_image, load_image
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_declaring(20000, 20000))
+    with pytest.raises(
+        DataError, match=r"declares 400,000,000 pixels, over the limit of 100,000,000"
+    ):
+        load_image(bomb)
+    assert "over the limit" in check_image(bomb, "header")  # data summary's default check
+    tiny = tmp_path / "tiny.png"
+    cv2.imwrite(str(tiny), np.zeros((1, 1, 3), np.uint8))
+    with pytest.raises(DataError, match="degenerate: 1x1"):
+        load_image(tiny)
+    assert "degenerate" in check_image(tiny, "header")
+    ok = tmp_path / "ok.png"
+    cv2.imwrite(str(ok), np.zeros((40, 30, 3), np.uint8))
+    assert load_image(ok).shape == (40, 30, 3)
+    monkeypatch.setenv("GEOLINK_MAX_IMAGE_PIXELS", "1000")  # the cap is configurable
+    with pytest.raises(DataError, match="GEOLINK_MAX_IMAGE_PIXELS"):
+        load_image(ok)

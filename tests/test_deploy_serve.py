@@ -219,3 +219,15 @@ def test_serve_cli_validates_its_options_before_loading(tmp_path, capsys):
     assert "--max-mb" in capsys.readouterr().err
     assert main([*base, "--top-k", "0"]) == 2
     assert "--top-k" in capsys.readouterr().err
+
+
+def test_a_decompression_bomb_upload_is_a_422_before_decoding(client):
+    """#14.12: a PNG declaring 20000² pixels was decoded (2.3 GB RSS, 200); 60000² gave a 500."""
+    from test_data_loaders import png_declaring
+
+    for side in (20000, 60000):
+        r = client.post(
+            "/locate", files={"file": ("b.png", png_declaring(side, side), "image/png")}
+        )
+        assert r.status_code == 422 and "over the limit" in r.json()["detail"]
+    assert client.get("/health").status_code == 200

@@ -15,11 +15,82 @@ from geolink.errors import DataError
 log = logging.getLogger(__name__)
 
 
+MAX_PIXELS_ENV = "GEOLINK_MAX_IMAGE_PIXELS"
+DEFAULT_MAX_PIXELS = 100_000_000  # 10000 x 10000: above any drone photo or satellite tile
+MIN_SIDE = 2  # a 1-pixel-wide image has no structure to match
+
+
+def max_image_pixels() -> int:
+    """The pixel cap for one decoded image: ``$GEOLINK_MAX_IMAGE_PIXELS`` or 100 M."""
+    raw = os.environ.get(MAX_PIXELS_ENV, "")
+    if not raw:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise DataError(f"{MAX_PIXELS_ENV}={raw!r}: expected a positive number of pixels")
+    return value
+
+
+def check_declared_size(source, what: str | Path) -> None:
+    """Refuse an image whose header declares more than :func:`max_image_pixels` pixels (a
+    decompression bomb: a few KB that decode to GBs) or a side under 2 pixels, before any pixel
+    is decoded. ``source``: a path or the encoded bytes. Formats PIL cannot parse pass (the
+    decoder's own limits then apply)."""
+    import io
+    import warnings
+
+    from PIL import Image
+
+    cap = max_image_pixels()
+    fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(fp) as im:
+                width, height = im.size
+    except Image.DecompressionBombError as e:  # over PIL's own limit (2 x 89 M pixels)
+        import re
+
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"{int(found.group(1)):,}" if found else "more than 178,956,970"
+        raise DataError(
+            f"image {what} declares {size} pixels, over the limit of {cap:,} "
+            f"(set {MAX_PIXELS_ENV} to raise it)"
+        ) from None
+    except Exception:  # not a format PIL knows, or a broken header: the decoder decides
+        return
+    if width * height > cap:
+        size = f"{width}x{height} = {width * height:,}"
+        raise DataError(
+            f"image {what} declares {size} pixels, over the limit of {cap:,} "
+            f"(set {MAX_PIXELS_ENV} to raise it)"
+        )
+    if min(width, height) < MIN_SIDE:
+        raise DataError(f"image {what} is degenerate: {width}x{height} pixels")
+
+
+def _imdecode(data, what: str | Path) -> np.ndarray | None:
+    try:
+        return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as e:  # e.g. over OpenCV's own pixel limit
+        raise DataError(f"cannot decode image {what}: {str(e).strip().splitlines()[-1]}") from None
+
+
+def decode_bytes(data: bytes, what: str | Path) -> np.ndarray | None:
+    """cv2-decode encoded bytes after :func:`check_declared_size`; None if not decodable."""
+    check_declared_size(data, what)
+    return _imdecode(data, what)
+
+
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image as uint8 RGB, shape (H, W, 3).
 
     Grey and RGBA files are converted to 3 channels; 16-bit files are scaled to 8 bit.
-    Raises :class:`DataError` naming the file if it is missing, empty or cannot be decoded.
+    Raises :class:`DataError` naming the file if it is missing, empty, cannot be decoded,
+    declares more pixels than :func:`max_image_pixels` or is narrower than 2 pixels.
     """
     path = Path(path)
     try:
@@ -28,13 +99,16 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         raise DataError(f"cannot read image {path}: {e.strerror or e}") from None
     if data.size == 0:
         raise DataError(f"cannot decode image {path}: the file is empty")
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    check_declared_size(path, path)  # reads the header only
+    img = _imdecode(data, path)
     if img is None:
         img = _decode_with_pil(path)
     if img is None:
         raise DataError(
             f"cannot decode image {path}: not a readable image file (corrupt or truncated?)"
         )
+    if min(img.shape[:2]) < MIN_SIDE:
+        raise DataError(f"image {path} is degenerate: {img.shape[1]}x{img.shape[0]} pixels")
     return to_rgb8(img, path)
 
 
@@ -74,6 +148,10 @@ def check_image(path: Path, mode: str = "header") -> str | None:
         except DataError as e:
             return str(e)
         return None
+    try:
+        check_declared_size(path, path)
+    except DataError as e:
+        return str(e)
     try:
         from PIL import Image
 

@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
-from geolink.data.images import to_rgb8
+from geolink.data.images import decode_bytes, to_rgb8
 from geolink.errors import DataError, MissingDependencyError
 from geolink.index.geo import metres_per_degree, read_coords_csv
 
@@ -58,7 +57,7 @@ def decode_image(data: bytes, what: str = "image") -> np.ndarray:
     bytes are empty or not a decodable image."""
     if not data:
         raise DataError(f"cannot decode {what}: it is empty")
-    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    img = decode_bytes(data, what)  # refuses decompression bombs before decoding
     if img is None:
         raise DataError(f"cannot decode {what}: not a readable image (corrupt or truncated?)")
     if min(img.shape[:2]) < 2:
