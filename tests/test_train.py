@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from geolink.checkpoint import load_image_encoder
 from geolink.config import load_config
-from geolink.errors import ConfigError
+from geolink.errors import ConfigError, DataError
 from geolink.train.trainer import train
 
 N_LOC = 6
@@ -399,3 +399,39 @@ def test_groups_come_from_the_recorded_locations_not_the_key(tmp_path):
     assert all(len(v) == 2 for v in t.points.groups.values())
     lookup = PointFeatureLookup({"river_group7": torch.zeros(3)}, {"river_group7": "river_group7"})
     assert "river_group7" in lookup and "river" not in lookup
+
+
+def test_resume_refuses_mismatched_state_and_changed_settings(tiny_data, tmp_path):
+    """#14.14: a last.safetensors newer than trainer_state.pt resumed on mismatched state, and
+    --resume with train.lr=0.01 wrote 0.01 into config.yaml but trained on the saved schedule."""
+    import shutil
+
+    root, recon = tiny_data
+    cfg = cfg_for(root, recon, "train.eval_every=0", "train.epochs=3")
+    run = train(cfg, tmp_path / "run", stop_after_epoch=1)
+    saved = run / "checkpoints" / "trainer_state.pt"
+    shutil.copy(saved, tmp_path / "state_epoch1.pt")
+    with pytest.raises(ConfigError, match=r"train.lr: 0.0003 -> 0.01"):
+        train(cfg_for(root, recon, "train.eval_every=0", "train.epochs=3", "train.lr=0.01"),
+              run, resume=True)  # fmt: skip
+    assert "lr: 0.0003" in (run / "config.yaml").read_text()  # the run's record is untouched
+    train(cfg, run, resume=True, stop_after_epoch=2)
+    shutil.copy(tmp_path / "state_epoch1.pt", saved)  # as if killed between the two writes
+    with pytest.raises(DataError, match=r"from epoch 2 .* but .* from epoch 1"):
+        train(cfg, run, resume=True)
+
+
+def test_a_fresh_run_drops_lines_of_an_attempt_killed_before_its_first_checkpoint(
+    tiny_data, tmp_path
+):
+    root, recon = tiny_data
+    cfg = cfg_for(root, recon, "train.eval_every=0")
+    clean = train(cfg, tmp_path / "clean")
+    run = tmp_path / "run"
+    run.mkdir()
+    stale = {"kind": "train", "epoch": 0, "step": 1, "loss": 99.0}
+    (run / "metrics.jsonl").write_text("".join(json.dumps(stale) + "\n" for _ in range(4)))
+    train(cfg, run)
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == len((clean / "metrics.jsonl").read_text().splitlines())
+    assert all(json.loads(x).get("loss") != 99.0 for x in lines)

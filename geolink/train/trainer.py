@@ -69,6 +69,32 @@ def autocast_for(device: torch.device, amp: bool):
     return nullcontext()
 
 
+# settings that only change how a run executes, not what it computes: may differ on --resume
+RESUME_MAY_CHANGE = frozenset({"data.num_workers", "train.device", "train.log_every"})
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(
+            _flatten(value, f"{prefix}{key}." if isinstance(value, dict) else f"{prefix}{key}")
+        )
+    return out
+
+
+def _checkpoint_extra(path: Path) -> dict[str, Any]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    try:
+        return json.loads(meta.get("extra", "{}"))
+    except ValueError:
+        return {}
+
+
 class PointFeatureLookup:
     """Location -> its cached Point-NN descriptors; a location reconstructed as several groups
     (``geolink reconstruct --groups K``) has several scenes, one of them drawn per sample (keyed,
@@ -112,6 +138,8 @@ class Trainer:
         self.ckpt_dir = self.out / "checkpoints"
         if resume:
             self._load_state()
+        else:
+            self._truncate_metrics()  # a fresh run: no lines of an earlier attempt survive
 
     # ---- setup -------------------------------------------------------------------------
     def _build_data(self) -> None:
@@ -326,9 +354,19 @@ class Trainer:
         weights = self.ckpt_dir / "last.safetensors"
         if not state_path.is_file() or not weights.is_file():
             logger.info("nothing to resume in %s: starting from scratch", self.ckpt_dir)
+            self._truncate_metrics()  # lines of an attempt killed before its first checkpoint
             return
-        self.model.load_state_dict(load_file(str(weights), device=str(self.device)))
+        self._check_resume_config()
         st = torch.load(state_path, map_location=self.device, weights_only=True)
+        saved = _checkpoint_extra(weights)
+        if (saved.get("epoch"), saved.get("global_step")) != (st["epoch"], st["global_step"]):
+            raise DataError(
+                f"{weights} is from epoch {saved.get('epoch')} (step {saved.get('global_step')}) "
+                f"but {state_path} from epoch {st['epoch']} (step {st['global_step']}): the run "
+                "was interrupted between the two writes. Resuming would mix them; retrain into "
+                "a new folder, or delete both files to restart this one"
+            )
+        self.model.load_state_dict(load_file(str(weights), device=str(self.device)))
         self.optimizer.load_state_dict(st["optimizer"])
         self.scheduler.load_state_dict(st["scheduler"])
         if self.club_optimizer and st["club_optimizer"]:
@@ -340,6 +378,29 @@ class Trainer:
         self.epoch, self.global_step, self.best = st["epoch"], st["global_step"], st["best"]
         self._truncate_metrics()
         logger.info("resumed from %s at epoch %d", self.ckpt_dir, self.epoch)
+
+    def _check_resume_config(self) -> None:
+        """Refuse to resume with settings other than the run's own (they would be written to
+        config.yaml but not used: the optimiser, schedule and sampler come from the state)."""
+        from omegaconf import OmegaConf
+
+        path = self.out / "config.yaml"
+        if not path.is_file():
+            return
+        old = _flatten(OmegaConf.to_container(OmegaConf.create(path.read_text())))
+        new = _flatten(OmegaConf.to_container(OmegaConf.create(to_yaml(self.cfg))))
+        diff = sorted(
+            k for k in old.keys() | new.keys() if old.get(k) != new.get(k)
+            and k not in RESUME_MAY_CHANGE
+        )  # fmt: skip
+        if diff:
+            raise ConfigError(
+                f"--resume with settings that differ from the run's {path}: "
+                + ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:8])
+                + (f" (+{len(diff) - 8} more)" if len(diff) > 8 else "")
+                + f"; resume with the run's own settings (--config {path}) or train into a new "
+                "folder"
+            )
 
     def _truncate_metrics(self) -> None:
         """Drop metric lines logged after the checkpoint we resume from (an interrupted epoch)."""
