@@ -439,3 +439,35 @@ def test_decompression_bombs_and_degenerate_images_are_refused_before_decoding(
     monkeypatch.setenv("GEOLINK_MAX_IMAGE_PIXELS", "1000")  # the cap is configurable
     with pytest.raises(DataError, match="GEOLINK_MAX_IMAGE_PIXELS"):
         load_image(ok)
+
+
+def test_truncated_images_are_refused_in_header_and_decode_mode(tmp_path):
+    """#14.17: a truncated JPEG passed `data summary` in header mode (and OpenCV decodes it
+    with grey rows, so training and eval took it too)."""
+    from geolink.data.images import check_image, load_image
+
+    rng = np.random.default_rng(0)
+    for ext in ("jpg", "png"):
+        full = tmp_path / f"full.{ext}"
+        cv2.imwrite(str(full), rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+        cut = tmp_path / f"cut.{ext}"
+        cut.write_bytes(full.read_bytes()[: full.stat().st_size * 2 // 3])
+        assert check_image(full, "header") is None and load_image(full).shape == (64, 64, 3)
+        assert "truncated" in check_image(cut, "header")
+        with pytest.raises(DataError, match="truncated"):
+            load_image(cut)
+
+
+def test_summary_names_broken_and_looping_symlinks(tmp_path):
+    """#14.17: a self-referencing symlink was silently dropped from the image lists."""
+    root = tmp_path / "U"
+    for split, folder in (("train", "drone"), ("train", "satellite")):
+        d = root / split / folder / "0001"
+        d.mkdir(parents=True)
+        cv2.imwrite(str(d / "a.jpg"), np.full((8, 8, 3), 80, np.uint8))
+    loop = root / "train/drone/0001/loop.jpg"
+    loop.symlink_to(loop)
+    (root / "train/drone/0001/gone.jpg").symlink_to(tmp_path / "missing.jpg")
+    info = build_dataset("university1652", root).summary()
+    problems = "\n".join(info["problems"])
+    assert "2 broken or looping symlink(s)" in problems and "loop.jpg" in problems

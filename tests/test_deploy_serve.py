@@ -2,7 +2,9 @@
 requests, EXIF GPS error in metres, tile thumbnails, and the upload page."""
 
 import io
+import json
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -231,3 +233,26 @@ def test_a_decompression_bomb_upload_is_a_422_before_decoding(client):
         )
         assert r.status_code == 422 and "over the limit" in r.json()["detail"]
     assert client.get("/health").status_code == 200
+
+
+def test_locate_skips_and_reports_unreadable_images_when_asked(tmp_path, capsys):
+    """#14.17: one bad image in a `locate` folder stopped the whole batch; an empty folder was
+    called a "tile folder"."""
+    from geolink.cli.main import main
+
+    ckpt = make_checkpoint(tmp_path / "tiny.safetensors")
+    tile_dir, csv_path = make_tiles(tmp_path, 3)
+    store.main({}, tiles_from_folder(tile_dir, csv_path), TorchEncoder(ckpt), tmp_path / "index")
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    (queries / "good.png").write_bytes(_query(1))
+    (queries / "bad.png").write_bytes(b"\x89PNG broken")
+    base = ["locate", "--index", str(tmp_path / "index"), str(queries), "--json"]
+    assert main(base) == 2 and "bad.png" in capsys.readouterr().err  # default: stop, name it
+    assert main([*base, "--skip-corrupt"]) == 1
+    captured = capsys.readouterr()
+    assert [Path(r["query"]).name for r in json.loads(captured.out)] == ["good.png"]
+    assert "skipped" in captured.err and "bad.png" in captured.err
+    (tmp_path / "empty").mkdir()
+    assert main(["locate", "--index", str(tmp_path / "index"), str(tmp_path / "empty")]) == 2
+    assert "query folder" in capsys.readouterr().err

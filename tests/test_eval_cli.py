@@ -92,3 +92,22 @@ def test_eval_into_a_folder_of_another_checkpoint_is_refused_not_mixed(
     recs = json.loads((out / "metrics.json").read_text())
     models = {r["source"]["model"] for r in recs if "source" in r}
     assert len(models) == 1 and models != {r["source"]["model"] for r in first if "source" in r}
+
+
+def test_eval_with_a_file_name_that_is_not_utf8(tmp_path, checkpoint):
+    """#14.17: a non-UTF-8 file name crashed eval (UnicodeEncodeError in the embedding cache
+    key, then in the top-k CSV)."""
+    import os
+
+    from test_eval_evaluator import make_u1652
+
+    root = make_u1652(tmp_path / "u", n_drone=2)
+    folder = next((root / "test" / "query_drone").iterdir())
+    image = next(folder.iterdir())
+    os.rename(os.fsencode(image), os.fsencode(folder) + b"/caf\xe9.jpg")  # latin-1 byte
+    out = tmp_path / "ev"
+    argv = ["eval", "--checkpoint", str(checkpoint), "--dataset", "university1652",
+            "--root", str(root), "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    csv_bytes = b"".join(p.read_bytes() for p in out.glob("topk_*.csv"))
+    assert b"caf\xe9.jpg" in csv_bytes  # the real name, byte for byte

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 from geolink.errors import DataError
@@ -26,6 +27,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     model.add_argument("--onnx", help="ONNX encoder from `geolink export` (runs on onnxruntime)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
     p.add_argument("--device", default="cpu", help="torch device for --checkpoint")
+    p.add_argument(
+        "--skip-corrupt", action="store_true",
+        help="localize the readable images and list the unreadable ones (exit status 1)",
+    )  # fmt: skip
 
 
 def _expand(items: list[str]) -> list[Path]:
@@ -35,7 +40,7 @@ def _expand(items: list[str]) -> list[Path]:
     for item in items:
         p = Path(item)
         if p.is_dir():
-            paths += find_images(p)
+            paths += find_images(p, "query folder")
         elif p.is_file():
             if p.suffix.lower() not in IMAGE_EXTS:
                 raise DataError(f"{p} is not an image ({', '.join(IMAGE_EXTS)})")
@@ -59,10 +64,14 @@ def run(args: argparse.Namespace) -> int:
     loc = Localizer.from_paths(
         args.index, args.checkpoint, args.onnx, device=args.device, threads=args.threads
     )
-    results = loc.locate_paths(paths, top_k=args.top_k, coords=coords)
+    skipped: list | None = [] if args.skip_corrupt else None
+    results = loc.locate_paths(paths, top_k=args.top_k, coords=coords, skipped=skipped)
+    status = 1 if skipped else 0
+    for path, reason in skipped or []:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
-        return 0
+        return status
     errors = []
     for r in results:
         head = f"{r.query}: {_fmt(r.lat, 6)}, {_fmt(r.lon, 6)}"
@@ -85,4 +94,6 @@ def run(args: argparse.Namespace) -> int:
             f"{statistics.median(errors):.1f} m, mean {statistics.fmean(errors):.1f} m; "
             f"{ms:.1f} ms/image ({loc.backend})"
         )
-    return 0
+    if skipped:
+        print(f"{len(skipped)} unreadable image(s) skipped", file=sys.stderr)
+    return status

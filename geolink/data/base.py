@@ -233,7 +233,26 @@ class LayoutReport:
                 f"{len(empty)} empty location folder(s) in {path}: {', '.join(empty[:5])}"
                 + (" ..." if len(empty) > 5 else "")
             )
+        broken = _broken_links(path)
+        if broken:
+            self.problems.append(
+                f"{len(broken)} broken or looping symlink(s) under {path} (not used): "
+                + ", ".join(str(b.relative_to(path)) for b in broken[:5])
+                + (" ..." if len(broken) > 5 else "")
+            )
         self.folders.setdefault(split, {})[folder] = folder_counts(locations)
+
+
+def _broken_links(folder: Path) -> list[Path]:
+    """Symlinks in ``folder`` and its location folders that resolve to nothing (dangling or
+    pointing at themselves): the image listing skips them, so the summary names them."""
+    if not folder.is_dir():
+        return []
+    found = []
+    for p in sorted(folder.iterdir()):
+        children = sorted(p.iterdir()) if p.is_dir() and not p.is_symlink() else []
+        found += [q for q in [p, *children] if q.is_symlink() and not q.exists()]
+    return found
 
 
 class CrossViewDataset(ABC):

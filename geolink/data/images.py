@@ -82,6 +82,7 @@ def _imdecode(data, what: str | Path) -> np.ndarray | None:
 def decode_bytes(data: bytes, what: str | Path) -> np.ndarray | None:
     """cv2-decode encoded bytes after :func:`check_declared_size`; None if not decodable."""
     check_declared_size(data, what)
+    _check_complete(np.frombuffer(data, dtype=np.uint8), what)
     return _imdecode(data, what)
 
 
@@ -100,6 +101,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     if data.size == 0:
         raise DataError(f"cannot decode image {path}: the file is empty")
     check_declared_size(path, path)  # reads the header only
+    _check_complete(data, path)
     img = _imdecode(data, path)
     if img is None:
         img = _decode_with_pil(path)
@@ -157,9 +159,41 @@ def check_image(path: Path, mode: str = "header") -> str | None:
 
         with Image.open(path) as im:
             im.verify()
+            kind = im.format
     except Exception as e:  # PIL raises many types for bad files
         return f"cannot decode image {path}: not a readable image file ({type(e).__name__})"
+    return _truncated(path, kind)
+
+
+# the marker every complete file of the format carries near its end, and where it starts
+_FORMATS = {"JPEG": (b"\xff\xd8", b"\xff\xd9", 4096), "PNG": (b"\x89PNG", b"IEND", 64)}
+
+
+def _truncated(path: Path, kind: str | None) -> str | None:
+    """A cut-off JPEG/PNG passes PIL's header check (and OpenCV decodes it with grey rows); a
+    complete one ends with its end marker (JPEG: EOI, maybe followed by padding; PNG: the IEND
+    chunk). Reads the tail only."""
+    if kind not in _FORMATS:
+        return None
+    _, marker, window = _FORMATS[kind]
+    with open(path, "rb") as f:
+        f.seek(max(0, path.stat().st_size - window))
+        tail = f.read()
+    return _truncation_error(tail, marker, kind, path)
+
+
+def _truncation_error(tail: bytes, marker: bytes, kind: str, what) -> str | None:
+    if marker not in tail:
+        return f"cannot decode image {what}: truncated {kind} file (no end marker)"
     return None
+
+
+def _check_complete(data: np.ndarray, what) -> None:
+    for kind, (magic, marker, window) in _FORMATS.items():
+        if data[: len(magic)].tobytes() == magic:
+            err = _truncation_error(data[-window:].tobytes(), marker, kind, what)
+            if err:
+                raise DataError(err)
 
 
 def check_images(

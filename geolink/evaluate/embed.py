@@ -48,9 +48,10 @@ def cache_key(
     for p in sorted(str(p) for p in paths):
         try:
             st = os.stat(p)
-            h.update(f"|{p}|{st.st_mtime_ns}|{st.st_size}".encode())
+            # os.fsencode: a file name that is not valid UTF-8 keeps its raw bytes
+            h.update(b"|" + os.fsencode(p) + f"|{st.st_mtime_ns}|{st.st_size}".encode())
         except OSError:
-            h.update(f"|{p}|missing".encode())
+            h.update(b"|" + os.fsencode(p) + b"|missing")
     return h.hexdigest()[:32]
 
 

@@ -155,7 +155,8 @@ def evaluate_set(
 def write_topk_csv(path: str | Path, rs: Any, details: dict[str, Any]) -> Path:
     """``query, rank, gallery, score, correct, query_label, gallery_label`` (rank 1-based)."""
     gidx = details["gallery_index"]
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+    # surrogateescape: file names that are not valid UTF-8 are written back as their raw bytes
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", errors="surrogateescape") as f:
         w = csv.writer(f)
         w.writerow(["query", "rank", "gallery", "score", "correct", "query_label", "gallery_label"])
         for qi, (row_s, row_i) in enumerate(zip(details["scores"], details["index"], strict=True)):
@@ -314,6 +315,12 @@ def evaluate(
             g = embedder(rs.gallery, weather if gv == "drone" else None, f"{rs.name} gallery")
             for p in todo:
                 metrics, details = evaluate_set(rs, q, g, p, k=k, backend=backend)
+                if details["n_gallery"] < 2:
+                    log.warning(
+                        "%s %s: the gallery has %d item(s), so R@1 is trivially %.0f; are "
+                        "location folders empty? (geolink data summary lists them)",
+                        name, rs.name, details["n_gallery"], metrics["R@1"],
+                    )  # fmt: skip
                 records.append(
                     {
                         "dataset": name,

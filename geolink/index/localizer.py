@@ -141,13 +141,23 @@ class Localizer:
         top_k: int = 5,
         coords: dict[str, dict[str, float]] | None = None,
         batch_size: int = 16,
+        skipped: list[tuple[Path, str]] | None = None,
     ) -> list[LocateResult]:
         """Localize image files. Known positions come from ``coords`` (by file name, stem or
-        parent folder) or else from the file's EXIF GPS."""
+        parent folder) or else from the file's EXIF GPS. An unreadable image raises
+        :class:`DataError`, unless a ``skipped`` list is given: then it is appended there as
+        (path, reason) and the others are still localized."""
         out: list[LocateResult] = []
         for s in range(0, len(paths), batch_size):
-            chunk = [Path(p) for p in paths[s : s + batch_size]]
-            images = [read_image(p) for p in chunk]
+            chunk, images = [], []
+            for p in map(Path, paths[s : s + batch_size]):
+                try:
+                    images.append(read_image(p))
+                    chunk.append(p)
+                except DataError as e:
+                    if skipped is None:
+                        raise
+                    skipped.append((p, str(e)))
             results = self.locate(images, top_k, names=[str(p) for p in chunk])
             for p, res in zip(chunk, results, strict=True):
                 pos, src = (lookup_position(p, coords), "csv") if coords else (None, None)

@@ -82,13 +82,14 @@ def read_tile_source(source: dict[str, Any]) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- folder + CSV
-def find_images(root: str | os.PathLike) -> list[Path]:
+def find_images(root: str | os.PathLike, what: str = "tile folder") -> list[Path]:
+    """Image files below ``root`` (recursive, sorted); ``what`` names the folder in errors."""
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"tile folder not found: {root}")
+        raise DataError(f"{what} not found: {root}")
     paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
     if not paths:
-        raise DataError(f"no images ({', '.join(IMAGE_EXTS)}) under tile folder {root}")
+        raise DataError(f"no images ({', '.join(IMAGE_EXTS)}) under {what} {root}")
     return paths
 
 
