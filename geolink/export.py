@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from geolink.checkpoint import load_image_encoder
-from geolink.errors import GeoLinkError, MissingDependencyError
+from geolink.errors import DataError, GeoLinkError, MissingDependencyError
 from geolink.index.encoders import IMAGENET_MEAN, IMAGENET_STD, ONNX_FORMAT, _config_name
 from geolink.utils.io import atomic_path
 
@@ -39,6 +39,27 @@ def _onnx():
     return onnx
 
 
+def _check_same_checkpoint(onnx, out: Path, checkpoint) -> None:
+    """An existing export is kept only if it is this checkpoint's (else its parity check against
+    another checkpoint would fail with a misleading message)."""
+    from geolink.checkpoint import file_sha256
+
+    try:
+        proto = onnx.load(str(out), load_external_data=False)
+    except Exception as e:  # onnx raises DecodeError / InvalidProtobuf / OSError
+        raise DataError(
+            f"{out} exists but is not a readable ONNX file ({type(e).__name__}); use --overwrite"
+        ) from None
+    props = {p.key: p.value for p in proto.metadata_props}
+    if props.get("format") != ONNX_FORMAT:
+        raise DataError(f"{out} exists and was not written by `geolink export`; use --overwrite")
+    if props.get("checkpoint_sha256") != file_sha256(checkpoint):
+        raise DataError(
+            f"{out} holds the export of another checkpoint ({props.get('checkpoint')}); use "
+            "--overwrite to replace it or pick another --out"
+        )
+
+
 def export_onnx(
     checkpoint: str | os.PathLike,
     out: str | os.PathLike,
@@ -54,7 +75,10 @@ def export_onnx(
     """
     onnx = _onnx()
     out = Path(out)
+    if out.is_dir():
+        raise DataError(f"{out} is a folder; --out takes the path of the .onnx file to write")
     if out.exists() and not overwrite:
+        _check_same_checkpoint(onnx, out, checkpoint)
         log.info("%s exists; keeping it (use --overwrite to re-export)", out)
         return out
     model, meta = load_image_encoder(checkpoint)

@@ -7,6 +7,7 @@ imported lazily so that ``geolink locate`` never pays for (or needs) the trainin
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import importlib.util
 import logging
@@ -61,6 +62,9 @@ def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, str | None]:
     return parser, chosen
 
 
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, chosen = build_parser(argv)
@@ -78,6 +82,17 @@ def main(argv: list[str] | None = None) -> int:
         return int(module.run(args) or 0)
     except GeoLinkError as e:
         print(f"geolink {chosen}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        # the machine, not the program: a full or read-only disk, a folder without permission
+        if e.errno not in _ENVIRONMENT_ERRNOS:
+            raise
+        where = f" ({e.filename})" if e.filename else ""
+        print(
+            f"geolink {chosen}: error: {e.strerror}{where}; finished steps are kept: free "
+            "space, fix the permissions or pick another --out, then rerun",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print(f"geolink {chosen}: interrupted; finished steps are kept on disk", file=sys.stderr)

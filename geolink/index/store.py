@@ -25,7 +25,7 @@ import numpy as np
 
 from geolink.errors import DataError, GeoLinkError, MissingDependencyError
 from geolink.index.tiles import Tile
-from geolink.utils.io import atomic_path, atomic_write_json
+from geolink.utils.io import atomic_path
 from geolink.utils.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -148,13 +148,16 @@ class TileIndex:
         return cls(index, meta)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write both files atomically (FAISS first: a crash in between is detected by ``load``)."""
+        """Write both files as a pair: each goes to a temporary file first and both are renamed
+        only once both are written, so a full disk or a crash while writing leaves the previous
+        pair (or nothing) in place, never an index without its meta.json."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.meta["count"] = len(self)
-        with atomic_path(path / INDEX_FILE) as tmp:
-            _faiss().write_index(self.index, str(tmp))
-        atomic_write_json(path / META_FILE, self.meta)
+        text = json.dumps(self.meta, indent=2) + "\n"
+        with atomic_path(path / INDEX_FILE) as tmp_index, atomic_path(path / META_FILE) as tmp_meta:
+            _faiss().write_index(self.index, str(tmp_index))
+            tmp_meta.write_bytes(text.encode("utf-8"))
         return path
 
     # --- content

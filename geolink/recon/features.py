@@ -24,7 +24,7 @@ from torch import Tensor
 
 from geolink.errors import DataError
 from geolink.recon.pointcloud import read_ply
-from geolink.utils.io import atomic_path
+from geolink.utils.io import atomic_path, inside
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +152,10 @@ def _ok_scenes(recon_dir: Path) -> tuple[dict[str, Path], dict[str, str]]:
     except (ValueError, KeyError) as e:
         raise DataError(f"{manifest_path}: corrupt manifest ({e})") from None
     ok = {key: s for key, s in sorted(scenes.items()) if s.get("status") == "ok"}
-    files = {key: recon_dir / s.get("ply", f"points/{key}.ply") for key, s in ok.items()}
+    files = {
+        key: inside(recon_dir, s.get("ply", f"points/{key}.ply"), f"{manifest_path} scene {key}")
+        for key, s in ok.items()
+    }
     return files, {key: str(s.get("location", key)) for key, s in ok.items()}
 
 

@@ -361,7 +361,10 @@ def _run_tasks(tasks: list[dict], workers: int, manifest: dict, manifest_path: P
             return
         import multiprocessing as mp
 
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        from geolink.utils.process import die_with_parent
+
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=die_with_parent) as pool:
             futures = {pool.submit(_run_scene, t): t for t in tasks}
             for fut in as_completed(futures):
                 task = futures[fut]

@@ -9,7 +9,7 @@ import numpy as np
 
 from geolink.errors import DataError
 from geolink.recon.pointcloud import read_ply
-from geolink.utils.io import atomic_path
+from geolink.utils.io import atomic_path, inside
 
 
 def _pick_scenes(recon_dir: Path, scenes: list[str] | None, max_scenes: int) -> dict[str, Path]:
@@ -17,7 +17,11 @@ def _pick_scenes(recon_dir: Path, scenes: list[str] | None, max_scenes: int) -> 
     if not manifest_path.is_file():
         raise DataError(f"{manifest_path}: not found; is {recon_dir} a reconstruction folder?")
     entries = json.loads(manifest_path.read_text())["scenes"]
-    ok = {k: recon_dir / v["ply"] for k, v in sorted(entries.items()) if v.get("status") == "ok"}
+    ok = {
+        k: inside(recon_dir, v["ply"], f"{recon_dir}/manifest.json scene {k}")
+        for k, v in sorted(entries.items())
+        if v.get("status") == "ok"
+    }
     if scenes:
         missing = [s for s in scenes if s not in ok]
         if missing:

@@ -47,3 +47,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
+
+
+def inside(folder: str | os.PathLike, relative: str, what: str) -> Path:
+    """``folder / relative`` if it stays inside ``folder`` (after resolving ``..`` and links),
+    else a :class:`DataError`: a path read from a file must not lead outside its folder."""
+    from geolink.errors import DataError
+
+    base = Path(folder).resolve()
+    path = (base / relative).resolve()
+    if path != base and base not in path.parents:
+        raise DataError(f"{what}: path '{relative}' leads outside {base}")
+    return base / relative

@@ -225,6 +225,9 @@ def _work(args: tuple) -> tuple[str, str]:
 
 
 def _init_worker(n_workers: int) -> None:
+    from geolink.utils.process import die_with_parent
+
+    die_with_parent()
     if n_workers > 1:  # one thread per worker for llvmpipe and OpenCV: workers fill the cores
         os.environ.setdefault("LP_NUM_THREADS", "1")
         cv2.setNumThreads(1)
