@@ -75,14 +75,26 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict[str, str]
 
 
 def encoder_config_from_meta(meta: dict[str, str]) -> ImageEncoderConfig:
+    """The image-encoder config recorded in a checkpoint: known keys, values in range."""
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
-    cfg = OmegaConf.create(meta["config"])
-    image = OmegaConf.to_container(cfg.model.image, resolve=True)
+    from geolink.utils.ranges import out_of_range
+
+    try:
+        cfg = OmegaConf.create(meta.get("config") or "")
+        image = OmegaConf.to_container(cfg.model.image, resolve=True)
+    except (OmegaConfBaseException, AttributeError, ValueError, TypeError) as e:
+        raise GeoLinkError(f"checkpoint metadata holds no readable config ({e})") from None
+    if not isinstance(image, dict):
+        raise GeoLinkError("checkpoint config: model.image is not a mapping")
     defaults = asdict(ImageEncoderConfig())
     unknown = set(image) - set(defaults)
     if unknown:
         raise GeoLinkError(f"checkpoint config has unknown image-encoder keys: {sorted(unknown)}")
+    bad = out_of_range({"image": image}, "model.")
+    if bad:
+        raise GeoLinkError("checkpoint config: " + "; ".join(bad))
     # Weights come from the checkpoint itself, never from the hub.
     image["pretrained"] = None
     return ImageEncoderConfig(**{**defaults, **image})
@@ -97,7 +109,13 @@ def load_image_encoder(path: str | Path, map_location: str = "cpu") -> tuple[Ima
     cfg = encoder_config_from_meta(meta)
     encoder = ImageEncoder(cfg)
     sd = {k[len(ENCODER_PREFIX) :]: v for k, v in tensors.items() if k.startswith(ENCODER_PREFIX)}
-    missing, unexpected = encoder.load_state_dict(sd, strict=False)
+    try:
+        missing, unexpected = encoder.load_state_dict(sd, strict=False)
+    except RuntimeError as e:  # shapes that do not fit the recorded config
+        first = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln), str(e))
+        raise GeoLinkError(
+            f"{path}: the weights do not match the checkpoint's own recorded config ({first})"
+        ) from None
     if missing or unexpected:
         raise GeoLinkError(
             f"{path}: image encoder weights do not match its config "

@@ -18,6 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 from geolink.errors import ConfigError
 from geolink.losses.total import LossConfig
 from geolink.models.geolink import ModelConfig
+from geolink.utils.ranges import out_of_range
 
 
 @dataclass
@@ -103,6 +104,22 @@ def _load_preset(name: str, seen: tuple[str, ...] = ()) -> list[DictConfig]:
     return [*chain, cfg]
 
 
+def validate(cfg: GeoLinkConfig) -> GeoLinkConfig:
+    """Check every option's range (:data:`RULES`) and the device; ``ConfigError`` lists every
+    bad value with what was expected."""
+    import re
+    from dataclasses import asdict
+
+    bad = out_of_range(asdict(cfg))
+    if cfg.train.min_lr > cfg.train.lr:
+        bad.append(f"train.min_lr={cfg.train.min_lr!r} is above train.lr={cfg.train.lr!r}")
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(cfg.train.device)):
+        bad.append(f"train.device={cfg.train.device!r} (expected auto, cpu, cuda, cuda:N or mps)")
+    if bad:
+        raise ConfigError("invalid option(s): " + "; ".join(bad))
+    return cfg
+
+
 def load_config(
     preset: str | None = None,
     overrides: list[str] | None = None,
@@ -140,7 +157,7 @@ def load_config(
             key = getattr(e, "full_key", None) or ""
             msg = str(e.msg).splitlines()[0]
             raise ConfigError(f"{what}: invalid key or value '{key}': {msg}") from e
-    return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+    return validate(OmegaConf.to_object(cfg))  # type: ignore[arg-type]
 
 
 def to_yaml(cfg: GeoLinkConfig) -> str:
@@ -153,7 +170,10 @@ def from_yaml(text: str) -> GeoLinkConfig:
     OmegaConf.set_struct(base, True)
     OmegaConf.set_struct(base.data.options, False)
     try:
-        return OmegaConf.to_object(OmegaConf.merge(base, OmegaConf.create(text)))  # type: ignore[return-value]
+        cfg = OmegaConf.to_object(OmegaConf.merge(base, OmegaConf.create(text)))
     except OmegaConfBaseException as e:
         msg = str(e.msg).splitlines()[0]
         raise ConfigError(f"stored config does not match this version of geolink: {msg}") from e
+    except ValueError as e:  # not YAML, or YAML that is not a mapping
+        raise ConfigError(f"stored config is not a YAML mapping: {e}") from e
+    return validate(cfg)  # type: ignore[arg-type]

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from geolink.config import from_yaml, load_config, preset_names, to_yaml
@@ -37,3 +39,46 @@ def test_experiment_file_and_roundtrip(tmp_path):
     bad.write_text("model:\n  imagee: {}\n")
     with pytest.raises(ConfigError, match="imagee"):
         load_config(file=bad)
+
+
+@pytest.mark.parametrize(
+    "override,named",
+    [
+        ("train.lr=nan", "train.lr=nan"),
+        ("train.lr=-1", "train.lr=-1"),
+        ("train.epochs=0", "train.epochs=0"),
+        ("train.seed=-1", "train.seed=-1"),
+        ("data.num_workers=-1", "data.num_workers=-1"),
+        ("model.image.img_size=200000", "model.image.img_size=200000"),
+        ("model.point.experts=0", "model.point.experts=0"),
+        ("model.point.k=0", "model.point.k=0"),
+        ("train.grad_clip=-1", "train.grad_clip=-1"),
+        ("train.warmup_epochs=-5", "train.warmup_epochs=-5"),
+        ("train.device=banana", "train.device='banana'"),
+        ("loss.label_smoothing=1.5", "loss.label_smoothing=1.5"),
+        ("train.batch_size=1", "train.batch_size=1"),
+    ],
+)
+def test_option_ranges_are_checked_when_the_config_is_built(override, named):
+    """#14.16: these values crashed deep inside (26 GB allocation for img_size 200000), ran
+    with a NaN learning rate, or exited 0 after an epochs=0 run that wrote nothing."""
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        load_config("test", [override])
+
+
+def test_every_shipped_preset_is_in_range():
+    from geolink.config import preset_names
+
+    for name in preset_names():
+        load_config(name)
+
+
+def test_cuda_without_cuda_is_a_config_error(tmp_path):
+    import torch
+
+    from geolink.train.trainer import resolve_device
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        resolve_device("cuda")

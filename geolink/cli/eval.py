@@ -79,13 +79,24 @@ def format_records(records: list[dict]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    import re
+
     import torch
 
     from geolink.checkpoint import load_image_encoder
     from geolink.cli.data import parse_pairs
     from geolink.data import build_dataset
+    from geolink.errors import ConfigError
     from geolink.evaluate.evaluator import evaluate
 
+    for flag, value, low in (("--batch-size", args.batch_size, 1), ("--workers", args.workers, 0),
+                             ("--topk", args.topk, 1)):  # fmt: skip
+        if value < low:
+            raise ConfigError(f"{flag} {value}: must be >= {low}")
+    if args.device is not None and not re.fullmatch(r"cpu|mps|cuda(:\d+)?", args.device):
+        raise ConfigError(f"--device {args.device!r}: expected cpu, cuda, cuda:N or mps")
+    if args.device and args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {args.device}: this machine has no CUDA device")
     conditions = parse_conditions(args.weather, clean=not args.no_clean)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dataset = build_dataset(args.dataset, args.root, **parse_pairs(args.option))

@@ -85,6 +85,15 @@ def read_coords_csv(path: str | os.PathLike) -> dict[str, dict[str, float]]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"coordinates file not found: {path} (expected a CSV with name,lat,lon)")
+    try:
+        return _read_coords(path)
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text CSV (expected UTF-8 name,lat,lon lines)") from None
+    except csv.Error as e:
+        raise DataError(f"{path}: not a readable CSV ({e})") from None
+
+
+def _read_coords(path: Path) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
@@ -107,6 +116,9 @@ def read_coords_csv(path: str | os.PathLike) -> dict[str, dict[str, float]]:
                 ) from None
             if not (-90 <= rec["lat"] <= 90 and -180 <= rec["lon"] <= 180):
                 raise DataError(f"{path}:{line}: lat/lon out of range: {rec['lat']}, {rec['lon']}")
+            fp = rec.get("footprint_m")
+            if fp is not None and not (math.isfinite(fp) and fp > 0):
+                raise DataError(f"{path}:{line}: footprint_m must be a positive number, got {fp}")
             if not row["name"]:
                 raise DataError(f"{path}:{line}: empty name")
             out[row["name"]] = rec

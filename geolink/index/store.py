@@ -84,6 +84,23 @@ def _apply_search_params(index: Any, params: dict[str, Any]) -> None:
 
 
 # ----------------------------------------------------------------------------- the index
+def _check_meta(meta: dict, where: Path) -> None:
+    """The fields the index reads, with their types: a hand-edited or foreign meta.json is
+    named, not a KeyError/AttributeError deep inside."""
+    model, index, tiles = meta.get("model"), meta.get("index"), meta.get("tiles")
+    problems = []
+    if not isinstance(model, dict) or not isinstance(model.get("out_dim"), int):
+        problems.append("'model' must be an object with an integer 'out_dim'")
+    if not isinstance(index, dict) or not isinstance(index.get("params", {}), dict):
+        problems.append("'index' must be an object (with an object 'params')")
+    if not isinstance(tiles, list) or not all(
+        isinstance(t, dict) and isinstance(t.get("id"), str) for t in tiles
+    ):
+        problems.append("'tiles' must be a list of objects with a string 'id'")
+    if problems:
+        raise DataError(f"{where}: " + "; ".join(problems) + "; rebuild with --overwrite")
+
+
 class TileIndex:
     """FAISS index + tile metadata. Row ``i`` of the FAISS index is ``tiles[i]``."""
 
@@ -130,10 +147,13 @@ class TileIndex:
             meta = json.loads(meta_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise DataError(f"{meta_path} is not valid JSON: {e}") from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        if not isinstance(meta, dict):
+            raise DataError(f"{meta_path}: expected a JSON object, found {type(meta).__name__}")
+        if meta.get("format") != FORMAT:
             raise DataError(
                 f"{meta_path}: unknown format {meta.get('format')!r}; expected {FORMAT}"
             )
+        _check_meta(meta, meta_path)
         try:
             index = _faiss().read_index(str(index_path))
         except RuntimeError as e:

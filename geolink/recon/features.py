@@ -149,7 +149,9 @@ def _ok_scenes(recon_dir: Path) -> tuple[dict[str, Path], dict[str, str]]:
         raise DataError(f"{manifest_path}: not found; is {recon_dir} a reconstruction folder?")
     try:
         scenes = json.loads(manifest_path.read_text())["scenes"]
-    except (ValueError, KeyError) as e:
+        if not isinstance(scenes, dict) or not all(isinstance(v, dict) for v in scenes.values()):
+            raise ValueError("'scenes' must map scene keys to objects")
+    except (ValueError, KeyError, TypeError) as e:
         raise DataError(f"{manifest_path}: corrupt manifest ({e})") from None
     ok = {key: s for key, s in sorted(scenes.items()) if s.get("status") == "ok"}
     files = {

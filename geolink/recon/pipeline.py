@@ -191,8 +191,8 @@ def _load_manifest(path: Path) -> dict[str, Any] | None:
         return None
     try:
         manifest = json.loads(path.read_text())
-        if not isinstance(manifest.get("scenes"), dict):
-            raise ValueError("no 'scenes' object")
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("scenes"), dict):
+            raise ValueError("expected an object with a 'scenes' object")
     except ValueError as e:
         raise DataError(f"{path}: corrupt manifest ({e}); delete it or use --overwrite") from None
     return manifest
