@@ -115,3 +115,19 @@ def test_eval_options_out_of_range(tmp_path, checkpoint, capsys, flags, named):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert named in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "tensor,match",
+    [("int", "dtype torch.int64, expected float"), ("matrix", "not a finite 1-D vector")],
+)
+def test_point_features_of_the_wrong_dtype_or_shape(tmp_path, tensor, match):
+    import torch
+    from safetensors.torch import save_file
+
+    from geolink.recon.features import load_point_features
+
+    value = torch.arange(1152) if tensor == "int" else torch.zeros(2, 576)
+    save_file({"0001": value}, str(tmp_path / "point_features.safetensors"))
+    with pytest.raises(DataError, match=match):
+        load_point_features(tmp_path)

@@ -136,9 +136,11 @@ def load_point_features(path: str | Path) -> dict[str, Tensor]:
     except (SafetensorError, OSError, ValueError) as e:
         raise DataError(f"{path}: corrupt point-feature file ({e}); delete it and rerun") from None
     for key, value in feats.items():
+        if not value.is_floating_point():
+            raise DataError(f"{path}: feature '{key}' has dtype {value.dtype}, expected float")
         if value.ndim != 1 or not torch.isfinite(value).all():
             raise DataError(f"{path}: feature '{key}' is not a finite 1-D vector")
-    return feats
+    return {key: value.float() for key, value in feats.items()}
 
 
 def _ok_scenes(recon_dir: Path) -> tuple[dict[str, Path], dict[str, str]]:
