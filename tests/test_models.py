@@ -143,7 +143,7 @@ def test_point_input_norm_standardises_descriptors_that_share_a_common_part():
     assert model.encode_points(point_features=feats).shape == (8, 64)
     plain, _ = tiny_model()
     assert isinstance(plain.point_norm, torch.nn.Identity)
-    with pytest.raises(ValueError, match="input_norm"):
+    with pytest.raises(ConfigError, match="input_norm"):  # at load, since #14.16
         tiny_model(**{"model.point.input_norm": "layer"})
 
 
