@@ -323,7 +323,9 @@ def test_select_last_and_unknown_selection(tiny_data, tmp_path):
         "metric": None,
         "selection": "last",
     }
-    with pytest.raises(ConfigError, match="train.select='nope' is not one of val, last, test"):
+    with pytest.raises(
+        ConfigError, match=r"train.select='nope' \(expected one of val, last, test\)"
+    ):
         train(cfg_for(root, recon, "train.select=nope"), tmp_path / "x")
 
 
