@@ -54,6 +54,19 @@ def save_model(
     return Path(path)
 
 
+def read_extra(path: str | Path) -> dict[str, Any]:
+    """The ``extra`` record saved with a checkpoint (epoch, step, metric, selection), read from
+    its metadata without loading the tensors; ``{}`` when absent or unreadable."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    try:
+        return json.loads(meta.get("extra", "{}"))
+    except ValueError:
+        return {}
+
+
 def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict[str, str]]:
     path = Path(path)
     if not path.is_file():

@@ -77,8 +77,8 @@ def _chrome():
     return webdriver.Chrome(service=Service(DRIVER), options=opts)
 
 
-def test_a_tile_id_is_shown_as_text_never_run_as_markup(hostile_server, tmp_path):
-    """#14.11: the tile id went unescaped into ``alt="tile ${id}"`` through innerHTML."""
+def _locate_on_page(driver, url, tmp_path, tile: int, top_k: int):
+    """Open the page, upload a drone view of tile ``tile`` with ``top_k``, return (wait, rows)."""
     import cv2
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -86,21 +86,29 @@ def test_a_tile_id_is_shown_as_text_never_run_as_markup(hostile_server, tmp_path
 
     from geolink.index.testing import drone_view, textured_tile
 
-    url, _ = hostile_server
     query = tmp_path / "drone.png"
-    cv2.imwrite(str(query), cv2.cvtColor(drone_view(textured_tile(2), 0), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(query), cv2.cvtColor(drone_view(textured_tile(tile), 0), cv2.COLOR_RGB2BGR))
+    driver.get(url)
+    wait = WebDriverWait(driver, 30)
+    wait.until(lambda d: "tiles" in d.find_element(By.ID, "info").text)
+    driver.find_element(By.ID, "topk").clear()
+    driver.find_element(By.ID, "topk").send_keys(str(top_k))
+    driver.find_element(By.ID, "file").send_keys(str(query))
+    driver.find_element(By.ID, "submit").click()
+    wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#results tr.match")))
+    return wait, driver.find_elements(By.CSS_SELECTOR, "#results tr.match")
+
+
+def test_a_tile_id_is_shown_as_text_never_run_as_markup(hostile_server, tmp_path):
+    """#14.11: the tile id went unescaped into ``alt="tile ${id}"`` through innerHTML."""
+    from selenium.webdriver.common.by import By
+
+    url, _ = hostile_server
     driver = _chrome()
     try:
-        driver.get(url)
-        wait = WebDriverWait(driver, 30)
-        wait.until(lambda d: "tiles" in d.find_element(By.ID, "info").text)
-        driver.find_element(By.ID, "topk").clear()
-        driver.find_element(By.ID, "topk").send_keys("6")  # every tile, the hostile one too
-        driver.find_element(By.ID, "file").send_keys(str(query))
-        driver.find_element(By.ID, "submit").click()
-        wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#results tr.match")))
-        ids = [r.find_elements(By.TAG_NAME, "td")[2].text for r in
-               driver.find_elements(By.CSS_SELECTOR, "#results tr.match")]  # fmt: skip
+        # every tile, the hostile one too
+        wait, rows = _locate_on_page(driver, url, tmp_path, tile=2, top_k=6)
+        ids = [r.find_elements(By.TAG_NAME, "td")[2].text for r in rows]
         assert HOSTILE in ids
         wait.until(
             lambda d: d.execute_script(
@@ -118,28 +126,15 @@ def test_a_tile_id_is_shown_as_text_never_run_as_markup(hostile_server, tmp_path
 
 
 def test_upload_page_shows_top_k_tiles(server, tmp_path):
-    import cv2
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
 
-    from geolink.index.testing import drone_view, textured_tile, tile_latlon
+    from geolink.index.testing import tile_latlon
 
     url, _ = server
-    query = tmp_path / "drone.png"
-    cv2.imwrite(str(query), cv2.cvtColor(drone_view(textured_tile(3), 0), cv2.COLOR_RGB2BGR))
     driver = _chrome()
     try:
-        driver.get(url)
-        wait = WebDriverWait(driver, 30)
-        wait.until(lambda d: "tiles" in d.find_element(By.ID, "info").text)
+        wait, rows = _locate_on_page(driver, url, tmp_path, tile=3, top_k=3)
         assert driver.find_element(By.ID, "info").text.startswith("6 tiles")
-        driver.find_element(By.ID, "topk").clear()
-        driver.find_element(By.ID, "topk").send_keys("3")
-        driver.find_element(By.ID, "file").send_keys(str(query))
-        driver.find_element(By.ID, "submit").click()
-        wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#results tr.match")))
-        rows = driver.find_elements(By.CSS_SELECTOR, "#results tr.match")
         assert len(rows) == 3
         first = rows[0].find_elements(By.TAG_NAME, "td")
         assert first[2].text == "t003"

@@ -132,7 +132,8 @@ def test_baseline_needs_no_points_and_geolink_demands_them(tiny_data, tmp_path):
         train(cfg_for(root, ""), tmp_path / "g")
 
 
-def _ddp_worker(rank, world, port, result_file, payload):
+def _torchrun_env(rank, world, port):
+    """The environment torchrun gives each process (read by geolink's init_distributed)."""
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
@@ -140,6 +141,22 @@ def _ddp_worker(rank, world, port, result_file, payload):
         WORLD_SIZE=str(world),
         LOCAL_RANK=str(rank),
     )
+
+
+def _spawn_two(worker, *args):
+    """Run ``worker(rank, 2, port, *args)`` in two processes on a free loopback port."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(worker, args=(2, port, *args), nprocs=2, join=True)
+
+
+def _ddp_worker(rank, world, port, result_file, payload):
+    _torchrun_env(rank, world, port)
     import torch.distributed as dist
 
     from geolink.models.geolink import GeoLink
@@ -167,19 +184,12 @@ def _ddp_worker(rank, world, port, result_file, payload):
 
 
 def test_all_gather_makes_the_loss_span_the_global_batch(tmp_path):
-    import socket
-
-    import torch.multiprocessing as mp
-
     from geolink.models.geolink import GeoLink
 
     torch.manual_seed(1)
     payload = (torch.randn(4, 3, 56, 56), torch.randn(4, 3, 56, 56), torch.randn(4, 1152))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     result = tmp_path / "r.pt"
-    mp.spawn(_ddp_worker, args=(2, port, str(result), payload), nprocs=2, join=True)
+    _spawn_two(_ddp_worker, str(result), payload)
     got = torch.load(result, weights_only=True)
     torch.manual_seed(0)
     cfg = load_config("test")
@@ -195,30 +205,15 @@ def test_all_gather_makes_the_loss_span_the_global_batch(tmp_path):
 
 
 def _ddp_train_worker(rank, world, port, root, recon, out):
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-    )
+    _torchrun_env(rank, world, port)
     train(cfg_for(root, recon, "train.epochs=1", "train.batch_size=2", "train.eval_every=0"), out)
 
 
 def test_ddp_training_on_two_cpu_processes_writes_clean_checkpoints(tiny_data, tmp_path):
     """torchrun-style run (2 gloo processes): DDP-wrapped training, rank 0 writes the run."""
-    import socket
-
-    import torch.multiprocessing as mp
-
     root, recon = tiny_data
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     out = tmp_path / "ddp"
-    mp.spawn(
-        _ddp_train_worker, args=(2, port, str(root), str(recon), str(out)), nprocs=2, join=True
-    )
+    _spawn_two(_ddp_train_worker, str(root), str(recon), str(out))
     sd = load_file(str(out / "checkpoints" / "last.safetensors"))
     assert sd and not any(k.startswith("module.") for k in sd)
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
@@ -228,13 +223,7 @@ def test_ddp_training_on_two_cpu_processes_writes_clean_checkpoints(tiny_data, t
 
 
 def _ddp_club_worker(rank, world, port, root, recon, out):
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-    )
+    _torchrun_env(rank, world, port)
     from geolink.train.trainer import Trainer
 
     cfg = cfg_for(root, recon, "train.epochs=1", "train.batch_size=2", "train.eval_every=0")
@@ -247,17 +236,10 @@ def _ddp_club_worker(rank, world, port, root, recon, out):
 def test_ddp_ranks_train_one_and_the_same_club_estimator(tiny_data, tmp_path):
     """#14.3: the estimators' own steps ran on each rank's local features and gradients, so
     the ranks' vCLUB estimators drifted apart; their weights must stay equal."""
-    import socket
-
-    import torch.multiprocessing as mp
-
     root, recon = tiny_data
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     out = tmp_path / "ddp"
     out.mkdir()
-    mp.spawn(_ddp_club_worker, args=(2, port, str(root), str(recon), str(out)), nprocs=2, join=True)
+    _spawn_two(_ddp_club_worker, str(root), str(recon), str(out))
     a, b = (torch.load(out / f"criterion_rank{r}.pt", weights_only=True) for r in (0, 1))
     assert a and a.keys() == b.keys()
     for k in a:

@@ -56,18 +56,23 @@ def check_declared_size(source, what: str | Path) -> None:
 
         found = re.search(r"\((\d+) pixels\)", str(e))
         size = f"{int(found.group(1)):,}" if found else "more than 178,956,970"
-        raise DataError(
-            f"image {what} declares {size} pixels, over the limit of {cap:,} "
-            f"(set {MAX_PIXELS_ENV} to raise it)"
-        ) from None
+        raise _too_many(what, size, cap) from None
     except Exception:  # not a format PIL knows, or a broken header: the decoder decides
         return
     if width * height > cap:
-        size = f"{width}x{height} = {width * height:,}"
-        raise DataError(
-            f"image {what} declares {size} pixels, over the limit of {cap:,} "
-            f"(set {MAX_PIXELS_ENV} to raise it)"
-        )
+        raise _too_many(what, f"{width}x{height} = {width * height:,}", cap)
+    check_side(width, height, what)
+
+
+def _too_many(what, size: str, cap: int) -> DataError:
+    return DataError(
+        f"image {what} declares {size} pixels, over the limit of {cap:,} "
+        f"(set {MAX_PIXELS_ENV} to raise it)"
+    )
+
+
+def check_side(width: int, height: int, what) -> None:
+    """Refuse an image narrower than :data:`MIN_SIDE` pixels."""
     if min(width, height) < MIN_SIDE:
         raise DataError(f"image {what} is degenerate: {width}x{height} pixels")
 
@@ -109,8 +114,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         raise DataError(
             f"cannot decode image {path}: not a readable image file (corrupt or truncated?)"
         )
-    if min(img.shape[:2]) < MIN_SIDE:
-        raise DataError(f"image {path} is degenerate: {img.shape[1]}x{img.shape[0]} pixels")
+    check_side(img.shape[1], img.shape[0], path)
     return to_rgb8(img, path)
 
 
@@ -159,41 +163,38 @@ def check_image(path: Path, mode: str = "header") -> str | None:
 
         with Image.open(path) as im:
             im.verify()
-            kind = im.format
     except Exception as e:  # PIL raises many types for bad files
         return f"cannot decode image {path}: not a readable image file ({type(e).__name__})"
-    return _truncated(path, kind)
+    return _truncated(path)
 
 
-# the marker every complete file of the format carries near its end, and where it starts
+# magic bytes at the start, the marker every complete file ends with, how far from the end it
+# may sit (JPEG: EOI, maybe followed by padding; PNG: the IEND chunk)
 _FORMATS = {"JPEG": (b"\xff\xd8", b"\xff\xd9", 4096), "PNG": (b"\x89PNG", b"IEND", 64)}
+_TAIL = max(window for _, _, window in _FORMATS.values())
 
 
-def _truncated(path: Path, kind: str | None) -> str | None:
-    """A cut-off JPEG/PNG passes PIL's header check (and OpenCV decodes it with grey rows); a
-    complete one ends with its end marker (JPEG: EOI, maybe followed by padding; PNG: the IEND
-    chunk). Reads the tail only."""
-    if kind not in _FORMATS:
-        return None
-    _, marker, window = _FORMATS[kind]
-    with open(path, "rb") as f:
-        f.seek(max(0, path.stat().st_size - window))
-        tail = f.read()
-    return _truncation_error(tail, marker, kind, path)
-
-
-def _truncation_error(tail: bytes, marker: bytes, kind: str, what) -> str | None:
-    if marker not in tail:
-        return f"cannot decode image {what}: truncated {kind} file (no end marker)"
+def _truncation(head: bytes, tail: bytes, what) -> str | None:
+    """Why a JPEG/PNG is cut off (its end marker is missing), or None. A truncated file passes
+    PIL's header check, and OpenCV decodes it with grey rows."""
+    for kind, (magic, marker, window) in _FORMATS.items():
+        if head.startswith(magic) and marker not in tail[-window:]:
+            return f"cannot decode image {what}: truncated {kind} file (no end marker)"
     return None
 
 
+def _truncated(path: Path) -> str | None:
+    """:func:`_truncation` of a file, reading only its first and last bytes."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        f.seek(max(0, path.stat().st_size - _TAIL))
+        return _truncation(head, f.read(), path)
+
+
 def _check_complete(data: np.ndarray, what) -> None:
-    for kind, (magic, marker, window) in _FORMATS.items():
-        if data[: len(magic)].tobytes() == magic:
-            err = _truncation_error(data[-window:].tobytes(), marker, kind, what)
-            if err:
-                raise DataError(err)
+    err = _truncation(data[:8].tobytes(), data[-_TAIL:].tobytes(), what)
+    if err:
+        raise DataError(err)
 
 
 def check_images(

@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from geolink.errors import DataError, GeoLinkError, MissingDependencyError, check_finite
+from geolink.errors import DataError, GeoLinkError, MissingDependencyError
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,14 @@ def preprocess(
 
 
 def _l2n(x: np.ndarray) -> np.ndarray:
+    # A NaN/Inf model must not rank, index or serve: refuse its output.
+    bad = ~np.isfinite(x).all(axis=1)
+    if bad.any():
+        raise DataError(
+            f"encoder output: non-finite values (NaN/Inf) in {int(bad.sum())} of {len(x)} "
+            "embedding(s); the model's weights or the input images are broken"
+        )
     # The encoder already normalises; renormalising guards against fp drift (ONNX, fp16).
-    check_finite(x, "encoder output")
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from geolink.data.images import decode_bytes, to_rgb8
+from geolink.data.images import check_side, decode_bytes, to_rgb8
 from geolink.errors import DataError, MissingDependencyError
 from geolink.index.geo import metres_per_degree, read_coords_csv
 
@@ -60,8 +60,7 @@ def decode_image(data: bytes, what: str = "image") -> np.ndarray:
     img = decode_bytes(data, what)  # refuses decompression bombs before decoding
     if img is None:
         raise DataError(f"cannot decode {what}: not a readable image (corrupt or truncated?)")
-    if min(img.shape[:2]) < 2:
-        raise DataError(f"{what} is degenerate: {img.shape[1]}x{img.shape[0]} pixels")
+    check_side(img.shape[1], img.shape[0], what)
     return to_rgb8(img, what)
 
 

@@ -233,6 +233,15 @@ def cache_point_features(
     return out
 
 
+def _settings_diff(cached: dict, wanted: dict, label: str) -> str:
+    """``model.point.k=16 (cached: 90), ...`` for every setting that differs."""
+    return ", ".join(
+        f"model.point.{k}={wanted[k]!r} ({label}: {cached[k]!r})"
+        for k in wanted
+        if cached[k] != wanted[k]
+    )
+
+
 def _feature_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("point_features*.safetensors"))
 
@@ -257,10 +266,9 @@ def features_for_training(
     path = points if points.is_file() else features_path(folder, settings)
     made_with = read_feature_metadata(path)["settings"] if path.is_file() else None
     if made_with is not None and made_with != settings:  # an explicitly named file
-        diff = {k: (made_with[k], settings[k]) for k in settings if made_with[k] != settings[k]}
         raise ConfigError(
             f"{path} holds Point-NN features made with other settings: "
-            + ", ".join(f"model.point.{k}={b!r} (file: {a!r})" for k, (a, b) in diff.items())
+            + _settings_diff(made_with, settings, "file")
             + f"; pass the reconstruction folder ({folder}) so they are recomputed"
         )
     if not path.is_file():
@@ -268,14 +276,9 @@ def features_for_training(
             others = [read_feature_metadata(f)["settings"] for f in _feature_files(folder)]
             if others:
                 old = min(others, key=lambda o: sum(o[k] != settings[k] for k in settings))
-                diff = [
-                    f"model.point.{k}={settings[k]!r} (cached: {old[k]!r})"
-                    for k in settings
-                    if old[k] != settings[k]
-                ]
                 raise ConfigError(
                     f"{folder} holds Point-NN features made with other settings ("
-                    + ", ".join(diff)
+                    + _settings_diff(old, settings, "cached")
                     + ") and no manifest.json/clouds to recompute them from; use the settings "
                     "of the cache or the reconstruction folder"
                 )

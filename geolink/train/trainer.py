@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from geolink.checkpoint import save_model
+from geolink.checkpoint import read_extra, save_model
 from geolink.config import GeoLinkConfig, to_yaml
 from geolink.errors import ConfigError, DataError
 from geolink.models.geolink import GeoLink
@@ -87,17 +87,6 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
             _flatten(value, f"{prefix}{key}." if isinstance(value, dict) else f"{prefix}{key}")
         )
     return out
-
-
-def _checkpoint_extra(path: Path) -> dict[str, Any]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    try:
-        return json.loads(meta.get("extra", "{}"))
-    except ValueError:
-        return {}
 
 
 class PointFeatureLookup:
@@ -363,7 +352,7 @@ class Trainer:
             return
         self._check_resume_config()
         st = torch.load(state_path, map_location=self.device, weights_only=True)
-        saved = _checkpoint_extra(weights)
+        saved = read_extra(weights)
         if (saved.get("epoch"), saved.get("global_step")) != (st["epoch"], st["global_step"]):
             raise DataError(
                 f"{weights} is from epoch {saved.get('epoch')} (step {saved.get('global_step')}) "
