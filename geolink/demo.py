@@ -255,31 +255,21 @@ def evaluate_checkpoint(
     summary = {}
     for region in regions:
         ds = build_dataset("synthetic", data_dir, regions=[region])
-        # Weather on cross-region targets only (Table 4 is a cross-area setting).
-        conds = ["clean"] + (list(cfg.conditions) if region in weather else [])
-        res = evaluate(
-            encoder,
-            ds,
-            directions="both",
-            conditions=["clean"],
+        common = dict(
             out_dir=run / "eval" / region,
             dataset_name=region,
             batch_size=cfg.eval_batch_size,
             model_key=meta["sha256"],
             cache_dir=run / "eval" / "cache",
+            # the untrained, baseline and GeoLink encoders share their frozen trunk: its
+            # activations of the test images are computed once for all three
+            trunk_cache_dir=run.parent / "trunk_cache",
         )
-        if len(conds) > 1:
-            res = evaluate(
-                encoder,
-                ds,
-                directions="drone2satellite",
-                conditions=conds,
-                out_dir=run / "eval" / region,
-                dataset_name=region,
-                batch_size=cfg.eval_batch_size,
-                model_key=meta["sha256"],
-                cache_dir=run / "eval" / "cache",
-            )
+        res = evaluate(encoder, ds, directions="both", conditions=["clean"], **common)
+        # Weather on cross-region targets only (Table 4 is a cross-area setting).
+        if region in weather and cfg.conditions:
+            conds = ["clean", *cfg.conditions]
+            res = evaluate(encoder, ds, directions="drone2satellite", conditions=conds, **common)
         summary[region] = res["metrics_path"]
     return summary
 

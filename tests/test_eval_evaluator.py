@@ -11,8 +11,9 @@ from PIL import Image
 from torch import nn
 
 from geolink.data import build_dataset
-from geolink.evaluate.embed import cache_key, embed_images
+from geolink.evaluate.embed import cache_key, embed_images, model_fingerprint
 from geolink.evaluate.evaluator import average_records, evaluate
+from geolink.models.image_encoder import ImageEncoder, ImageEncoderConfig
 
 COLORS = {
     "0001": (220, 30, 30),
@@ -167,3 +168,64 @@ def test_evaluate_sues200_heights_and_average(tmp_path):
     avg = res["records"][-1]
     assert avg["metrics"]["R@1"] == 100.0 and avg["n_queries"] == 8
     assert avg["averaged"] == ["drone2satellite@150", "drone2satellite@200"]
+
+
+def _tiny_encoder(seed: int, **cfg) -> ImageEncoder:
+    torch.manual_seed(seed)
+    conf = dict(backbone="test_vit", img_size=32, frozen_blocks=1, freeze_embeddings=True)
+    conf.update(mix_out_channels=8, mix_out_rows=2, **cfg)
+    return ImageEncoder(ImageEncoderConfig(**conf)).eval()
+
+
+def test_trunk_cache_shares_a_frozen_trunk_between_models_with_equal_embeddings(tmp_path):
+    root = make_u1652(tmp_path / "u")
+    paths = sorted((root / "test" / "gallery_drone").rglob("*.jpeg"))
+    trunk_dir = tmp_path / "trunk"
+    a, b = _tiny_encoder(0), _tiny_encoder(1)
+    # b: a's frozen trunk, its own top (what fine-tuning above a frozen trunk gives)
+    b.backbone.model.patch_embed.load_state_dict(a.backbone.model.patch_embed.state_dict())
+    b.backbone.model.blocks[0].load_state_dict(a.backbone.model.blocks[0].state_dict())
+    b.backbone.model.pos_embed.data.copy_(a.backbone.model.pos_embed.data)
+    b.backbone.model.cls_token.data.copy_(a.backbone.model.cls_token.data)
+    assert a.backbone.trunk_fingerprint() == b.backbone.trunk_fingerprint()
+    for weather in (None, "fog_rain"):
+        plain_a = embed_images(a, paths, batch_size=4, weather=weather)
+        plain_b = embed_images(b, paths, batch_size=4, weather=weather)
+        assert not np.allclose(plain_a, plain_b)  # the tops differ
+        np.testing.assert_array_equal(
+            embed_images(a, paths, batch_size=4, weather=weather, trunk_cache_dir=trunk_dir),
+            plain_a,
+        )
+        b.backbone.trunk = lambda x: pytest.fail("the shared trunk was recomputed")
+        got_b = embed_images(b, paths, batch_size=4, weather=weather, trunk_cache_dir=trunk_dir)
+        del b.backbone.trunk
+        np.testing.assert_array_equal(got_b, plain_b)
+    assert len(list(trunk_dir.glob("trunk_*.npy"))) == 2  # clean + fog_rain
+
+
+def test_trunk_cache_keys_on_the_trunk_weights_and_skips_unfrozen_trunks(tmp_path):
+    root = make_u1652(tmp_path / "u")
+    paths = sorted((root / "test" / "gallery_drone").rglob("*.jpeg"))
+    trunk_dir = tmp_path / "trunk"
+    a, c = _tiny_encoder(0), _tiny_encoder(0)
+    with torch.no_grad():
+        c.backbone.model.pos_embed.add_(0.5)  # same modules, other positional embedding
+    assert a.backbone.trunk_fingerprint() != c.backbone.trunk_fingerprint()
+    embed_images(a, paths, batch_size=4, trunk_cache_dir=trunk_dir)
+    got = embed_images(c, paths, batch_size=4, trunk_cache_dir=trunk_dir)
+    np.testing.assert_array_equal(got, embed_images(c, paths, batch_size=4))
+    assert len(list(trunk_dir.glob("trunk_*.npy"))) == 2
+    # a trainable positional embedding: the trunk's output is not fixed, nothing is cached
+    d = _tiny_encoder(2, freeze_embeddings=False)
+    assert d.backbone.trunk_fingerprint() is None
+    embed_images(d, paths, batch_size=4, trunk_cache_dir=tmp_path / "none")
+    assert not (tmp_path / "none").exists()
+
+
+def test_model_fingerprint_of_a_batchnorm_model():
+    """BatchNorm's 0-d num_batches_tracked made hashing fail (evaluate without model_key)."""
+    m = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4))
+    before = model_fingerprint(m)
+    with torch.no_grad():
+        m[1].running_mean.add_(1.0)
+    assert model_fingerprint(m) != before

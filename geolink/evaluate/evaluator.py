@@ -261,6 +261,7 @@ def evaluate(
     backend: str = "torch",
     num_workers: int = 0,
     overwrite: bool = False,
+    trunk_cache_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``encoder`` on every retrieval set of ``dataset`` (a ``CrossViewDataset``).
 
@@ -269,6 +270,8 @@ def evaluate(
     ``metrics.json``: a list of records ``{"dataset", "set", "direction", "condition",
     "protocol", "metrics": {"R@1", "R@5", "R@10", "R@1%", "AP", ["SDM@K", "MA@m"]},
     "n_queries", "n_gallery", "n_gallery_total"}`` plus ``@avg`` records, and the top-k CSVs.
+    ``trunk_cache_dir``: share the frozen trunk's activations between models that have the same
+    frozen trunk (see :func:`geolink.evaluate.embed.embed_images`).
     Returns ``{"records": [...], "metrics_path": path or None}``.
     """
     protocols = [protocol] if isinstance(protocol, str) else list(protocol)
@@ -295,6 +298,7 @@ def evaluate(
         cache_dir=cache_dir,
         model_key=model_key,
         num_workers=num_workers,
+        trunk_cache_dir=trunk_cache_dir,
     )
     records = list(existing)
     sets = dataset.eval_sets(directions)

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from geolink.errors import ConfigError, GeoLinkError
 from geolink.models.packaged_weights import PACKAGED, InputRenorm, load_packaged_weights
+from geolink.utils.digest import tensors_digest
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +194,21 @@ class Backbone(nn.Module):
         if self.is_vit:
             params += self._embedding_parameters()
         return not any(p.requires_grad for p in params)
+
+    def trunk_fingerprint(self) -> str | None:
+        """sha256 of everything :meth:`trunk` computes with (the frozen modules' weights and
+        buffers, a ViT's embeddings, the input renormalisation, the layout), or None when the
+        trunk is not frozen: equal fingerprints mean equal activations for equal input."""
+        if not self.trunk_is_frozen:
+            return None
+        named = [
+            (f"frozen.{i}.{n}", t)
+            for i, m in enumerate(self._frozen_modules(self.frozen_blocks))
+            for n, t in m.state_dict().items()
+        ]
+        named += [(f"embedding.{i}", p) for i, p in enumerate(self._embedding_parameters())]
+        named += [(f"renorm.{n}", t) for n, t in self.input_renorm.named_buffers()]
+        return tensors_digest(named, f"{self.name}|{self.frozen_blocks}|{self.channels_last}")
 
     def train(self, mode: bool = True) -> Backbone:
         super().train(mode)

@@ -41,12 +41,7 @@ def _key(encoder: torch.nn.Module, paths: Sequence[Path], img_size: int) -> str:
     """Identity of a cache: the frozen weights, the image files (size, mtime) and the input size."""
     h = hashlib.sha256()
     h.update(json.dumps({"format": CACHE_FORMAT, "img_size": img_size}).encode())
-    backbone = encoder.backbone
-    h.update(f"{backbone.name}|{backbone.frozen_blocks}".encode())
-    for mod in backbone._frozen_modules(backbone.frozen_blocks):
-        for name, t in mod.state_dict().items():
-            h.update(name.encode())
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    h.update(str(encoder.backbone.trunk_fingerprint()).encode())
     for p in paths:
         st = p.stat()
         h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}".encode())
