@@ -58,7 +58,7 @@ def test_loads_original_dinov2_style_state_dict(tmp_path, suffix):
 
     from geolink.models.backbones import ALIASES
 
-    spec = ALIASES["test_vit"]
+    spec = ALIASES.get("test_vit")
     src = timm.create_model(spec.timm_name, img_size=56, num_classes=0, **spec.kwargs)
     sd = {k: v.clone() for k, v in src.state_dict().items()}
     assert "norm.weight" in sd  # real DINOv2 files carry the final norm; we drop it

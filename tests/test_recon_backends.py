@@ -143,7 +143,7 @@ def test_colmap_blank_images_fail_with_reason(tmp_path):
 def test_backend_options_are_strict():
     with pytest.raises(ConfigError, match="max_num_featurez"):
         build_backend("colmap", {"max_num_featurez": 10})
-    with pytest.raises(ConfigError, match="available: colmap, vggt, depth"):
+    with pytest.raises(ConfigError, match="available: colmap, depth, vggt"):
         build_backend("nerf")
 
 

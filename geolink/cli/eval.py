@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from geolink.data import DATASETS
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -20,9 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     p.add_argument("--checkpoint", required=True, help="GeoLink checkpoint (.safetensors)")
-    p.add_argument(
-        "--dataset", required=True, help="university1652, sues200, denseuav, folder, synthetic"
-    )
+    p.add_argument("--dataset", required=True, choices=DATASETS.names(), help="dataset reader")
     p.add_argument("--root", required=True, help="dataset root folder")
     p.add_argument("--direction", default="both", help="both, drone2satellite or satellite2drone")
     p.add_argument(

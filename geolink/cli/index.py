@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from geolink.errors import GeoLinkError
+from geolink.index.store import INDEX_TYPES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--index-type",
         default="flat",
-        choices=["flat", "ivf", "hnsw"],
+        choices=INDEX_TYPES.names(),
         help="flat = exact (default); ivf / hnsw for large galleries",
     )
     p.add_argument("--nlist", type=int, help="ivf: number of cells (default ~4 sqrt(N))")

@@ -16,6 +16,9 @@ import json
 import sys
 from pathlib import Path
 
+from geolink.data import DATASETS
+from geolink.recon.base import BACKENDS
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -24,9 +27,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--dataset", help="university1652, sues200, denseuav, folder or synthetic")
+    p.add_argument("--dataset", choices=DATASETS.names(), help="dataset reader")
     p.add_argument("--root", help="dataset root folder")
-    p.add_argument("--backend", default="colmap", help="colmap (CPU, default), depth, vggt (GPU)")
+    p.add_argument(
+        "--backend", default="colmap", choices=BACKENDS.names(),
+        help="colmap (CPU, default), depth (rendered depth maps), vggt (GPU)",
+    )  # fmt: skip
     p.add_argument("--out", help="output folder (default: ROOT/recon/<backend>)")
     p.add_argument("--split", default="train", help="dataset split whose scenes to build")
     p.add_argument("--groups", type=int, default=1, help="scenes per location (released code: 3)")

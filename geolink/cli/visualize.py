@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from geolink.data import DATASETS
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -90,7 +92,8 @@ def _checkpoints(p: argparse.ArgumentParser) -> None:
 
 
 def _dataset(p: argparse.ArgumentParser, required: bool) -> None:
-    p.add_argument("--dataset", default="synthetic", help="dataset reader (default synthetic)")
+    p.add_argument("--dataset", default="synthetic", choices=DATASETS.names(),
+                   help="dataset reader (default synthetic)")  # fmt: skip
     p.add_argument("--root", type=Path, required=required,
                    help="dataset root folder (with --topk-csv: base of relative image paths)")  # fmt: skip
     p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",

@@ -25,8 +25,8 @@ import numpy as np
 
 from geolink.errors import DataError, GeoLinkError, MissingDependencyError
 from geolink.index.tiles import Tile
+from geolink.registries import INDEX_TYPES
 from geolink.utils.io import atomic_path
-from geolink.utils.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -44,17 +44,12 @@ def _faiss():
 
 
 # ----------------------------------------------------------------------------- index types
-INDEX_TYPES: Registry[Any] = Registry("index type")
-
-
-@INDEX_TYPES.register("flat")
-def _flat(dim: int, n_hint: int) -> Any:
+def flat_index(dim: int, n_hint: int) -> Any:
     """Exact inner product search."""
     return _faiss().IndexFlatIP(dim)
 
 
-@INDEX_TYPES.register("ivf")
-def _ivf(dim: int, n_hint: int, nlist: int = 0, nprobe: int = 16) -> Any:
+def ivf_index(dim: int, n_hint: int, nlist: int = 0, nprobe: int = 16) -> Any:
     """Inverted file with ``nlist`` cells (default ~4 sqrt(N)); ``nprobe`` cells searched."""
     faiss = _faiss()
     nlist = int(nlist) or max(1, min(65536, int(4 * math.sqrt(max(n_hint, 1)))))
@@ -63,8 +58,7 @@ def _ivf(dim: int, n_hint: int, nlist: int = 0, nprobe: int = 16) -> Any:
     return index
 
 
-@INDEX_TYPES.register("hnsw")
-def _hnsw(
+def hnsw_index(
     dim: int, n_hint: int, m: int = 32, ef_search: int = 64, ef_construction: int = 80
 ) -> Any:
     """HNSW graph: ``m`` links per node; larger ``ef_search`` = more exact, slower."""

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from geolink.errors import ConfigError, GeoLinkError
 from geolink.models.packaged_weights import PACKAGED, InputRenorm, load_packaged_weights
 from geolink.utils.digest import tensors_digest
+from geolink.utils.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -33,14 +34,16 @@ class BackboneSpec:
 
 # Aliases on top of every timm model name. The test models are tiny so that the real code
 # path (timm ViT + MixVPR) runs on a CPU in milliseconds.
-ALIASES: dict[str, BackboneSpec] = {
-    "dinov2_vitb14": BackboneSpec("vit_base_patch14_dinov2"),
-    "dinov2_vits14": BackboneSpec("vit_small_patch14_dinov2"),
-    "test_vit": BackboneSpec(
+ALIASES: Registry[BackboneSpec] = Registry("backbone alias")
+ALIASES.add("dinov2_vitb14", BackboneSpec("vit_base_patch14_dinov2"))
+ALIASES.add("dinov2_vits14", BackboneSpec("vit_small_patch14_dinov2"))
+ALIASES.add(
+    "test_vit",
+    BackboneSpec(
         "vit_small_patch14_dinov2", dict(embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0)
     ),
-    "test_cnn": BackboneSpec("resnet10t"),
-}
+)
+ALIASES.add("test_cnn", BackboneSpec("resnet10t"))
 
 
 class WeightsError(GeoLinkError):
@@ -66,7 +69,7 @@ class Backbone(nn.Module):
         super().__init__()
         import timm
 
-        spec = ALIASES.get(name, BackboneSpec(name))
+        spec = ALIASES.get(name) if name in ALIASES else BackboneSpec(name)
         kwargs = dict(spec.kwargs)
         self.name = name
         self.img_size = img_size
@@ -76,7 +79,7 @@ class Backbone(nn.Module):
             probe = None
         if not timm.is_model(spec.timm_name.split(".")[0]) and probe is None:
             raise ConfigError(
-                f"unknown backbone '{name}': not a timm model nor one of {sorted(ALIASES)}"
+                f"unknown backbone '{name}': not a timm model nor one of {ALIASES.names()}"
             )
         is_vit_name = "vit" in spec.timm_name or "deit" in spec.timm_name
         if is_vit_name:

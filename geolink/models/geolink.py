@@ -17,6 +17,7 @@ from geolink.losses.total import GeoLinkLoss, LossConfig
 from geolink.models.image_encoder import ImageEncoder, ImageEncoderConfig
 from geolink.models.mme import MME
 from geolink.models.point_nn import PointNN
+from geolink.registries import POINT_ENCODERS, POINT_HEADS
 
 
 @dataclass
@@ -46,6 +47,20 @@ class ModelConfig:
     logit_scale_init: float = math.log(1 / 0.07)
 
 
+# The 3D branch's parts, registered by name in geolink.registries (model.point.encoder/head).
+def point_nn(p: PointBranchConfig) -> PointNN:
+    return PointNN(p.stages, p.embed_dim, p.k, p.alpha, p.beta, p.lga_std)
+
+
+def mme_head(p: PointBranchConfig, in_dim: int, dim: int) -> nn.Module:
+    return MME(in_dim, p.experts, p.expert_channels, dim, p.expert_dilations or None)
+
+
+def linear_head(p: PointBranchConfig, in_dim: int, dim: int) -> nn.Module:
+    """Table 5's "Baseline" row without MME: one linear map."""
+    return nn.Linear(in_dim, dim)
+
+
 class GeoLink(nn.Module):
     def __init__(self, cfg: ModelConfig | None = None, loss: LossConfig | None = None):
         super().__init__()
@@ -56,9 +71,7 @@ class GeoLink(nn.Module):
         self.point_head: nn.Module | None = None
         p = cfg.point
         if p.enabled:
-            if p.encoder != "point_nn":
-                raise ValueError(f"unknown point encoder '{p.encoder}' (available: point_nn)")
-            self.point_encoder = PointNN(p.stages, p.embed_dim, p.k, p.alpha, p.beta, p.lga_std)
+            self.point_encoder = POINT_ENCODERS.build(p.encoder, p)
             in_dim = self.point_encoder.out_dim
             if p.input_norm == "batch":
                 self.point_norm: nn.Module = nn.BatchNorm1d(in_dim, affine=False)
@@ -66,14 +79,7 @@ class GeoLink(nn.Module):
                 self.point_norm = nn.Identity()
             else:
                 raise ValueError(f"unknown point input_norm '{p.input_norm}' (none | batch)")
-            if p.head == "mme":
-                self.point_head = MME(
-                    in_dim, p.experts, p.expert_channels, dim, p.expert_dilations or None
-                )
-            elif p.head == "linear":
-                self.point_head = nn.Linear(in_dim, dim)
-            else:
-                raise ValueError(f"unknown point head '{p.head}' (mme | linear)")
+            self.point_head = POINT_HEADS.build(p.head, p, in_dim, dim)
         self.logit_scale = nn.Parameter(torch.tensor(float(cfg.logit_scale_init)))
         self.criterion = GeoLinkLoss(loss or LossConfig(), dim, with_points=p.enabled)
 

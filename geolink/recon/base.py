@@ -18,23 +18,13 @@ Contract for subclasses:
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
 
 from geolink.errors import ConfigError
 from geolink.recon.pointcloud import PointCloud
-from geolink.utils.registry import Registry
-
-BACKENDS: Registry[ReconBackend] = Registry("reconstruction backend")
-
-# name -> module that registers it; imported lazily by build_backend.
-BACKEND_MODULES: dict[str, str] = {
-    "colmap": "geolink.recon.colmap",
-    "vggt": "geolink.recon.vggt",
-    "depth": "geolink.recon.depth",
-}
+from geolink.registries import RECON_BACKENDS as BACKENDS
 
 
 class SceneFailed(RuntimeError):
@@ -81,10 +71,4 @@ class ReconBackend(ABC):
 
 def build_backend(name: str, conf: dict[str, Any] | None = None) -> ReconBackend:
     """Instantiate the backend ``name`` (importing its module only now) with options ``conf``."""
-    if name in BACKEND_MODULES and name not in BACKENDS:
-        importlib.import_module(BACKEND_MODULES[name])
-    if name not in BACKENDS:
-        raise ConfigError(
-            f"unknown reconstruction backend '{name}'; available: {', '.join(BACKEND_MODULES)}"
-        )
     return BACKENDS.build(name, conf)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from geolink.errors import DataError, MissingDependencyError
-from geolink.recon.base import BACKENDS, ReconBackend, SceneFailed
+from geolink.recon.base import ReconBackend, SceneFailed
 from geolink.recon.pointcloud import PointCloud, filter_colmap_points
 
 logger = logging.getLogger(__name__)
@@ -71,7 +71,6 @@ def reconstruction_to_cloud(rec: Any) -> PointCloud:
     return PointCloud(xyz, rgb, info={"error": err, "track_length": track})
 
 
-@BACKENDS.register("colmap")
 class ColmapBackend(ReconBackend):
     """SIFT features, exhaustive (small scenes) or sequential matching, incremental SfM."""
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from geolink.errors import DataError
-from geolink.recon.base import BACKENDS, ReconBackend, SceneFailed
+from geolink.recon.base import ReconBackend, SceneFailed
 from geolink.recon.pointcloud import PointCloud
 
 logger = logging.getLogger(__name__)
@@ -115,7 +115,6 @@ def _read_view(image: Path, root: Path, view: dict[str, Any]) -> tuple[np.ndarra
     return depth, K, T
 
 
-@BACKENDS.register("depth")
 class DepthFusionBackend(ReconBackend):
     """Fuse per-view depth maps + cameras of the synthetic layout into one cloud."""
 

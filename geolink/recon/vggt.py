@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from geolink.errors import DataError, MissingDependencyError
-from geolink.recon.base import BACKENDS, ReconBackend, SceneFailed
+from geolink.recon.base import ReconBackend, SceneFailed
 from geolink.recon.depth import unproject_depth
 from geolink.recon.pointcloud import PointCloud
 
@@ -205,7 +205,6 @@ def _import_vggt() -> Any:
     return VGGT, load_and_preprocess_images
 
 
-@BACKENDS.register("vggt")
 class VGGTBackend(ReconBackend):
     """Feed-forward VGGT reconstruction (GPU)."""
 

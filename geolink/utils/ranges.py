@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from geolink.registries import POINT_ENCODERS, POINT_HEADS
+
 
 def _int_in(lo: int, hi: float = float("inf")):
     return (lambda v: isinstance(v, int) and lo <= v <= hi), (
@@ -49,7 +51,8 @@ RULES: dict[str, tuple[Any, str]] = {
     "model.point.alpha": _num_in(1e-9),
     "model.point.beta": _num_in(1e-9),
     "model.point.lga_std": _one_of("cloud", "batch"),
-    "model.point.head": _one_of("mme", "linear"),
+    "model.point.encoder": _one_of(*POINT_ENCODERS.names()),
+    "model.point.head": _one_of(*POINT_HEADS.names()),
     "model.point.input_norm": _one_of("none", "batch"),
     "model.point.experts": _int_in(1),
     "model.point.expert_channels": _int_in(1),
