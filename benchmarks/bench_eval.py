@@ -38,8 +38,9 @@ def _clustered(labels: np.ndarray, centers: np.ndarray, noise: float, rng) -> np
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def make_problem(name: str, dim: int, seed: int = 0):
-    nq, qcls, ng, gcls = PROBLEMS[name]
+def make_problem(name: str, dim: int, seed: int = 0, shrink: int = 1):
+    """Embeddings and labels of a problem; ``shrink`` divides every size (quick checks)."""
+    nq, qcls, ng, gcls = (n // shrink for n in PROBLEMS[name])
     rng = np.random.default_rng(seed)
     centers = rng.standard_normal((gcls, dim), np.float32) / np.sqrt(dim)
     ql = np.sort(np.resize(np.arange(qcls), nq))

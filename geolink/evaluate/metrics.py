@@ -120,8 +120,10 @@ def _positive_ranks(scores: torch.Tensor, pos: torch.Tensor, n_pos: torch.Tensor
     hits = torch.gather(pos, 1, order)
     rows, cols = hits.nonzero(as_tuple=True)  # row-major, so ranks ascend within a row
     start = torch.cumsum(n_pos, 0) - n_pos
-    ranks = torch.full((c, p_max), torch.iinfo(torch.int64).max, dtype=torch.int64)
-    ranks[rows, torch.arange(len(rows)) - start[rows]] = cols
+    ranks = torch.full(
+        (c, p_max), torch.iinfo(torch.int64).max, dtype=torch.int64, device=scores.device
+    )
+    ranks[rows, torch.arange(len(rows), device=scores.device) - start[rows]] = cols
     return ranks
 
 
@@ -136,7 +138,7 @@ def _single_positive_ranks(scores: torch.Tensor, pidx: torch.Tensor) -> torch.Te
     ties = torch.count_nonzero(scores == ps, dim=1) > 1
     rows = (ties & has).nonzero().flatten()
     if len(rows):
-        before = torch.arange(scores.shape[1])[None, :] < idx[rows]
+        before = torch.arange(scores.shape[1], device=scores.device)[None, :] < idx[rows]
         ranks[rows] += ((scores[rows] == ps[rows]) & before).sum(1, keepdim=True)
     return torch.where(has[:, None], ranks, torch.full_like(ranks, torch.iinfo(torch.int64).max))
 
@@ -147,7 +149,7 @@ def _ap_from_ranks(ranks: torch.Tensor) -> torch.Tensor:
     valid = ranks != big
     n = valid.sum(1).double()
     r = torch.where(valid, ranks, torch.zeros_like(ranks)).double()
-    i = torch.arange(ranks.shape[1], dtype=torch.float64)
+    i = torch.arange(ranks.shape[1], dtype=torch.float64, device=ranks.device)
     precision = (i + 1) / (r + 1)
     old = torch.where(r == 0, torch.ones_like(r), i / r.clamp(min=1))
     terms = torch.where(valid, (old + precision) / 2, torch.zeros_like(r))
@@ -162,11 +164,13 @@ def positive_ranks(
     protocol: str = "paper",
     max_elements: int = DEFAULT_MAX_ELEMENTS,
     topk: int = 0,
+    device: str | torch.device | None = None,
 ) -> PerQuery:
     """Per-query first-positive rank and AP (and, with ``topk=k``, the k best gallery items).
 
     query_emb: (Nq, D); gallery_emb: (Ng, D) (L2-normalised for cosine ranking);
     query_labels: Nq labels; gallery_labels: Ng labels. See the module docstring for the rules.
+    ``device`` (default the CPU) is where scores and ranks are computed; results are NumPy.
     """
     if protocol not in PROTOCOLS:
         raise GeoLinkError(f"unknown protocol '{protocol}'; expected one of {', '.join(PROTOCOLS)}")
@@ -185,8 +189,10 @@ def positive_ranks(
     gidx = np.flatnonzero(keep)
     if protocol == "paper":
         g, gl = g[torch.from_numpy(keep)], gl[keep]
-    glt = torch.from_numpy(gl)
-    qlt = torch.from_numpy(ql)
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    q, g = q.to(dev), g.to(dev)
+    glt = torch.from_numpy(gl).to(dev)
+    qlt = torch.from_numpy(ql).to(dev)
     nq = q.shape[0]
     first = np.full(nq, -1, dtype=np.int64)
     ap = np.zeros(nq, dtype=np.float64)
@@ -201,22 +207,22 @@ def positive_ranks(
     if single:  # the gallery index of each query's only positive (-1: none)
         where = np.full(n_labels, -1, dtype=np.int64)
         where[gl] = np.arange(len(gl))
-        pidx = torch.from_numpy(where[ql])
+        pidx = torch.from_numpy(where[ql]).to(dev)
     step = _chunk_rows(g.shape[0], max_elements)
     big = torch.iinfo(torch.int64).max
     for s in range(0, nq, step):
         scores = q[s : s + step] @ g.T
         if k > 0:
             val, idx = torch.topk(scores, k, dim=1)
-            top_s[s : s + step], top_i[s : s + step] = val.numpy(), idx.numpy()
+            top_s[s : s + step], top_i[s : s + step] = val.cpu().numpy(), idx.cpu().numpy()
         if single:
             ranks = _single_positive_ranks(scores, pidx[s : s + step])
         else:
             pos = glt[None, :] == qlt[s : s + step, None]
-            ranks = _positive_ranks(scores, pos, torch.from_numpy(npos[s : s + step]))
+            ranks = _positive_ranks(scores, pos, torch.from_numpy(npos[s : s + step]).to(dev))
         r0 = ranks[:, 0]
-        first[s : s + step] = torch.where(r0 == big, torch.full_like(r0, -1), r0).numpy()
-        ap[s : s + step] = _ap_from_ranks(ranks).numpy()
+        first[s : s + step] = torch.where(r0 == big, torch.full_like(r0, -1), r0).cpu().numpy()
+        ap[s : s + step] = _ap_from_ranks(ranks).cpu().numpy()
     return PerQuery(first, ap, npos, n_gallery, int(g.shape[0]), gidx, top_s, top_i)
 
 
@@ -242,17 +248,20 @@ def retrieval_metrics(
     protocol: str = "paper",
     ks: Sequence[int] = DEFAULT_KS,
     max_elements: int = DEFAULT_MAX_ELEMENTS,
+    device: str | torch.device | None = None,
 ) -> dict[str, float]:
     """University-1652-style retrieval metrics in percent: ``R@1, R@5, R@10, R@1%, AP``.
 
     query_emb: (Nq, D), gallery_emb: (Ng, D) float arrays (L2-normalised: scores are inner
     products); labels: one per row, any type, compared as strings. ``protocol`` is ``"paper"``
     (gallery classes absent from the queries are junk) or ``"official"`` (kept as distractors).
-    ``max_elements`` bounds the query-chunk x gallery score block held in memory.
+    ``max_elements`` bounds the query-chunk x gallery score block held in memory; ``device``
+    is where it is computed (default the CPU).
     """
     per_query = positive_ranks(
-        query_emb, gallery_emb, query_labels, gallery_labels, protocol, max_elements
-    )
+        query_emb, gallery_emb, query_labels, gallery_labels, protocol, max_elements,
+        device=device,
+    )  # fmt: skip
     return summarize(per_query, ks)
 
 

@@ -135,6 +135,33 @@ class Trainer:
         else:
             self._truncate_metrics()  # a fresh run: no lines of an earlier attempt survive
 
+    @classmethod
+    def without_data(
+        cls,
+        cfg: GeoLinkConfig,
+        point_features: dict[str, Tensor] | None = None,
+        steps_per_epoch: int = 1000,
+    ) -> Trainer:
+        """A trainer whose :meth:`step` runs on batches the caller makes (benchmarks, the GPU
+        check): the model, optimisers and schedule of ``cfg`` on ``cfg.train.device``, no
+        dataset and no output folder. Batches are ``{"drone", "satellite", "index", "scene"}``;
+        ``scene`` names keys of ``point_features`` (needed when the 3D branch is on)."""
+        self = cls.__new__(cls)
+        self.cfg, self.out, self.resume = cfg, None, False
+        self.device = resolve_device(cfg.train.device)
+        self.dist = DistInfo()
+        seed_everything(cfg.train.seed)
+        self.points = PointFeatureLookup(point_features) if point_features is not None else None
+        if cfg.model.point.enabled and self.points is None:
+            raise ConfigError(
+                "the 3D branch is on: pass point_features (or model.point.enabled=false)"
+            )
+        self.steps_per_epoch = steps_per_epoch
+        self._build_model()
+        self.cached = False
+        self.epoch = self.global_step = 0
+        return self
+
     # ---- setup -------------------------------------------------------------------------
     def _build_data(self) -> None:
         from geolink.data import build_dataset
