@@ -132,3 +132,34 @@ def test_cache_is_shared_by_runs_whose_validation_split_differs(data, tmp_path):
     held = [{p.location for p in t.pairs} for t in (a, b)]
     assert held[0] != held[1] and a.val_set is not None
     assert file.stat().st_mtime_ns == stamp
+
+
+def test_validation_reads_the_cached_trunk_and_matches_embed_images(tmp_path, monkeypatch):
+    """The validation split is held-out training images: their trunk activations are cached,
+    so validation runs only the top; the embeddings equal the decoded-image path."""
+    import numpy as np
+
+    import geolink.evaluate.embed as embed_mod
+
+    data = make_u1652(tmp_path / "u", n_loc=12, drones=2, size=48)
+    cfg = cfg_for(
+        data, "", "model.point.enabled=false", "train.augment=geometric", "train.frozen_cache=true",
+        "model.image.backbone=tf_efficientnet_lite0", "model.image.frozen_blocks=5",
+        "model.image.img_size=64", "train.val_fraction=0.25", "train.batch_size=4",
+    )  # fmt: skip
+    t = Trainer(cfg, tmp_path / "r")
+    s = t.val_set
+    assert s is not None and t.cached
+    enc = t.model.image_encoder
+    want_q = embed_mod.embed_images(enc, s.queries, 64, 8)
+    want_g = embed_mod.embed_images(enc, s.gallery, 64, 8)
+    np.testing.assert_allclose(t.frozen.embed(enc, s.queries, "drone", 8, "cpu"), want_q, atol=2e-6)
+    np.testing.assert_allclose(
+        t.frozen.embed(enc, s.gallery, "satellite", 8, "cpu"), want_g, atol=2e-6
+    )
+
+    def no_decoding(*a, **k):
+        raise AssertionError("validation decoded images instead of reading the cache")
+
+    monkeypatch.setattr(embed_mod, "embed_images", no_decoding)
+    assert 0.0 <= t._validate() <= 100.0

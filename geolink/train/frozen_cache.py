@@ -21,6 +21,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -72,6 +73,26 @@ class FrozenFeatureCache:
         flip = torch.tensor([int(f) for f, _ in draws])
         turns = torch.tensor([k for _, k in draws])
         return self.drone[di, flip], self.satellite[si, 4 * flip + turns]
+
+    @torch.no_grad()
+    def embed(self, encoder, paths: Sequence[Path], view: str, batch: int, device) -> np.ndarray:
+        """(N, D) L2-normalised embeddings of training images as they are (no flip, no turn)
+        from their cached activations: what ``embed_images`` gives for them, without decoding
+        an image or running the trunk (the validation split is made of such images)."""
+        table, index = (
+            (self.drone, self.drone_index)
+            if view == "drone"
+            else (self.satellite, self.satellite_index)
+        )
+        rows = torch.tensor([index[str(p)] for p in paths], dtype=torch.long)
+        was_training = encoder.training
+        encoder.eval()
+        out = []
+        for i in range(0, len(rows), batch):
+            x = table[rows[i : i + batch], 0].to(device)  # variant 0: no flip, no rotation
+            out.append(torch.nn.functional.normalize(encoder.from_trunk(x).float(), dim=1).cpu())
+        encoder.train(was_training)
+        return torch.cat(out).numpy()
 
 
 @torch.no_grad()

@@ -335,6 +335,7 @@ class Trainer:
         self.train_set = CachedPairDataset(
             self.pairs, cache, seed=c.train.seed, flip_p=self.train_set.flip_p
         )
+        self.frozen = cache
         self.cached = True
 
     # ---- state -------------------------------------------------------------------------
@@ -566,8 +567,13 @@ class Trainer:
             q_idx = np.linspace(0, len(q_idx) - 1, self.cfg.train.eval_max_queries).astype(int)
         enc = self.model.image_encoder
         img, bs = self.cfg.model.image.img_size, max(2 * self.cfg.train.batch_size, 8)
-        q = embed_images(enc, [s.queries[i] for i in q_idx], img, bs, device=self.device)
-        g = embed_images(enc, s.gallery, img, bs, device=self.device)
+        queries = [s.queries[i] for i in q_idx]
+        if self.cached and self.val_set is not None:  # held-out training images: cached trunk
+            q = self.frozen.embed(enc, queries, s.query_view, bs, self.device)
+            g = self.frozen.embed(enc, s.gallery, s.gallery_view, bs, self.device)
+        else:
+            q = embed_images(enc, queries, img, bs, device=self.device)
+            g = embed_images(enc, s.gallery, img, bs, device=self.device)
         m = retrieval_metrics(q, g, [s.query_labels[i] for i in q_idx], s.gallery_labels)
         return float(m["R@1"])
 
