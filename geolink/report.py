@@ -22,8 +22,11 @@ DIRECTIONS = ("drone2satellite", "satellite2drone")
 
 
 def read_records(run: Path, region: str) -> list[dict]:
-    path = run / "eval" / region / "metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else []
+    """A demo/study run's evaluation records on ``region`` ([] when not evaluated yet)."""
+    from geolink.evaluate.evaluator import METRICS_FILE, load_records
+
+    path = run / "eval" / region / METRICS_FILE
+    return load_records(path) if path.is_file() else []
 
 
 def pick_metric(records: list[dict], direction: str, condition: str = "clean") -> dict | None:

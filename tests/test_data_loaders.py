@@ -277,7 +277,7 @@ def test_folder_dataset_unlabeled_queries_and_csv(tmp_path):
     with pytest.raises(DataError, match=r"gps.csv:2: lat/lon must be numbers"):
         build_dataset("folder", root)
     (root / "gps.csv").write_text("id,x,y\n")
-    with pytest.raises(DataError, match="expected a header with columns name,lat,lon"):
+    with pytest.raises(DataError, match="expected header name,lat,lon"):
         build_dataset("folder", root)
 
 

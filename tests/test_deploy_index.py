@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from geolink.data.images import decode_image
 from geolink.errors import DataError, GeoLinkError
 from geolink.index import store
 from geolink.index.geo import exif_gps, haversine_m, lookup_position, read_coords_csv
 from geolink.index.store import TileIndex
-from geolink.index.tiles import Tile, decode_image, tiles_from_folder
+from geolink.index.tiles import Tile, tiles_from_folder
 
 MODEL = {"name": "t", "backbone": "b", "img_size": 8, "out_dim": 16, "checkpoint_sha256": "aa"}
 
@@ -141,11 +142,12 @@ def test_interrupted_build_resumes(tmp_path):
 
 
 def test_haversine_hand_values():
-    # One degree along a meridian = pi R / 180; along the equator the same.
-    assert haversine_m(0, 0, 1, 0) == pytest.approx(math.pi * 6_371_008.8 / 180, rel=1e-9)
-    assert haversine_m(0, 0, 0, 1) == pytest.approx(111_195.08, abs=0.01)
+    # One degree along a meridian = pi R / 180 with R = 6378.137 km (the project's one Earth
+    # radius, DenseUAV's); along the equator the same.
+    assert haversine_m(0, 0, 1, 0) == pytest.approx(math.pi * 6_378_137.0 / 180, rel=1e-9)
+    assert haversine_m(0, 0, 0, 1) == pytest.approx(111_319.49, abs=0.01)
     # At 60 deg latitude, 0.001 deg of longitude is half as long as at the equator.
-    assert haversine_m(60, 10, 60, 10.001) == pytest.approx(0.5 * 111.19508, rel=1e-4)
+    assert haversine_m(60, 10, 60, 10.001) == pytest.approx(0.5 * 111.31949, rel=1e-4)
     assert haversine_m(12.3, 45.6, 12.3, 45.6) == 0.0
 
 
@@ -206,3 +208,17 @@ def test_decode_image_errors():
     Image.new("L", (5, 4), 7).save(buf, "PNG")
     img = decode_image(buf.getvalue())
     assert img.shape == (4, 5, 3) and img.dtype == np.uint8 and (img == 7).all()
+
+
+def test_one_earth_radius_for_metrics_localizer_tiles_and_synthetic_coordinates():
+    """#11: the evaluator (MA@m), the localizer and the synthetic benchmark measured metres on
+    two different spheres (6378.137 km and 6371.0088 km): 0.1 % apart."""
+    import geolink.data.synthetic.cameras as cameras
+    import geolink.evaluate.metrics as metrics
+    import geolink.index.geo as geo
+
+    assert metrics.haversine_m is geo.haversine_m
+    assert cameras.enu_to_latlon.__module__ == geo.haversine_m.__module__ == "geolink.utils.geodesy"
+    # 1 km north in the synthetic frame is 1 km for the localizer
+    lat, lon = cameras.enu_to_latlon(0.0, 1000.0, (30.0, 120.0))
+    assert geo.haversine_m(30.0, 120.0, float(lat), float(lon)) == pytest.approx(1000.0, rel=1e-9)

@@ -82,7 +82,7 @@ def test_known_position_from_query_or_exif(client):
     r = client.post(
         f"/locate?lat={lat}&lon={lon + 0.001}", files={"file": ("q.png", _query(4), "image/png")}
     )
-    expected = 111_195.08 * 0.001 * np.cos(np.radians(lat))
+    expected = 111_319.49 * 0.001 * np.cos(np.radians(lat))  # R = 6378.137 km
     assert r.json()["error_m"] == pytest.approx(expected, rel=1e-3)
     assert r.json()["known_source"] == "request"
     exif = Image.Exif()

@@ -84,13 +84,6 @@ def _imdecode(data, what: str | Path) -> np.ndarray | None:
         raise DataError(f"cannot decode image {what}: {str(e).strip().splitlines()[-1]}") from None
 
 
-def decode_bytes(data: bytes, what: str | Path) -> np.ndarray | None:
-    """cv2-decode encoded bytes after :func:`check_declared_size`; None if not decodable."""
-    check_declared_size(data, what)
-    _check_complete(np.frombuffer(data, dtype=np.uint8), what)
-    return _imdecode(data, what)
-
-
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image as uint8 RGB, shape (H, W, 3).
 
@@ -100,29 +93,36 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     """
     path = Path(path)
     try:
-        data = np.fromfile(path, dtype=np.uint8)
+        data = path.read_bytes()
     except OSError as e:
         raise DataError(f"cannot read image {path}: {e.strerror or e}") from None
-    if data.size == 0:
-        raise DataError(f"cannot decode image {path}: the file is empty")
-    check_declared_size(path, path)  # reads the header only
-    _check_complete(data, path)
-    img = _imdecode(data, path)
-    if img is None:
-        img = _decode_with_pil(path)
-    if img is None:
-        raise DataError(
-            f"cannot decode image {path}: not a readable image file (corrupt or truncated?)"
-        )
-    check_side(img.shape[1], img.shape[0], path)
-    return to_rgb8(img, path)
+    return decode_image(data, path)
 
 
-def _decode_with_pil(path: Path) -> np.ndarray | None:
+def decode_image(data: bytes, what: str | Path = "image") -> np.ndarray:
+    """Encoded bytes (JPEG/PNG/TIFF/BMP/WebP, anything OpenCV or else PIL reads) -> uint8 RGB
+    (H, W, 3), with the checks of :func:`load_image` (which reads a file and calls this; the
+    service decodes uploads with it). ``what`` names the source in errors."""
+    if len(data) == 0:
+        raise DataError(f"cannot decode image {what}: it is empty")
+    check_declared_size(data, what)  # reads the header only
+    _check_complete(np.frombuffer(data, dtype=np.uint8), what)
+    img = _imdecode(data, what)
+    if img is None:
+        img = _decode_with_pil(data)
+    if img is None:
+        raise DataError(f"cannot decode image {what}: not a readable image (corrupt or truncated?)")
+    check_side(img.shape[1], img.shape[0], what)
+    return to_rgb8(img, what)
+
+
+def _decode_with_pil(data: bytes) -> np.ndarray | None:
+    import io
+
     try:
         from PIL import Image
 
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(data)) as im:
             return np.asarray(im.convert("RGB"))[..., ::-1].copy()  # BGR like cv2
     except Exception:
         return None

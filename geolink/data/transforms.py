@@ -13,9 +13,8 @@ import cv2
 from albumentations.pytorch import ToTensorV2
 
 from geolink.errors import ConfigError
+from geolink.utils.normalization import IMAGENET_MEAN, IMAGENET_STD
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 VIEWS = ("drone", "satellite")
 
 

@@ -6,7 +6,6 @@ Also reads every region of the synthetic benchmark, which is written in this lay
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from geolink.data.base import (
@@ -36,34 +35,11 @@ TEST_FOLDERS = ("query_drone", "gallery_satellite", "query_satellite", "gallery_
 
 
 def read_gps_csv(path: Path) -> dict[str, tuple[float, float]]:
-    """Read a ``name,lat,lon`` CSV (header required; extra columns ignored) -> {name: (lat, lon)}."""
-    out: dict[str, tuple[float, float]] = {}
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            fields = [c.strip().lower() for c in reader.fieldnames or []]
-            if not {"name", "lat", "lon"} <= set(fields):
-                raise DataError(
-                    f"{path}: header is {reader.fieldnames}; expected a header with columns "
-                    "name,lat,lon"
-                )
-            reader.fieldnames = fields
-            for line_no, row in enumerate(reader, start=2):
-                try:
-                    lat, lon = float(row["lat"]), float(row["lon"])
-                except (TypeError, ValueError):
-                    raise DataError(
-                        f"{path}:{line_no}: lat/lon must be numbers, got {row.get('lat')!r}, "
-                        f"{row.get('lon')!r}"
-                    ) from None
-                if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-                    raise DataError(f"{path}:{line_no}: lat {lat} / lon {lon} out of range")
-                out[str(row["name"]).strip()] = (lat, lon)
-    except OSError as e:
-        raise DataError(f"cannot read {path}: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path} is not a UTF-8 text CSV") from None
-    return out
+    """Read a ``name,lat,lon`` CSV (header required; extra columns ignored) -> {name: (lat, lon)}
+    with the project's one coordinates reader (:func:`geolink.index.geo.read_coords_csv`)."""
+    from geolink.index.geo import read_coords_csv
+
+    return {name: (c["lat"], c["lon"]) for name, c in read_coords_csv(path).items()}
 
 
 class University1652(CrossViewDataset):

@@ -33,11 +33,11 @@ import numpy as np
 import torch
 
 from geolink.errors import DataError, GeoLinkError
+from geolink.utils.geodesy import EARTH_RADIUS_M, haversine_m  # noqa: F401 - re-exported
 
 PROTOCOLS = ("paper", "official")
 DEFAULT_KS = (1, 5, 10)
 SDM_KS = (1, 3, 5, 10)
-EARTH_RADIUS_M = 6378137.0  # DenseUAV's evaluateDistance.py uses 6378.137 km
 SDM_SCALE = 5000.0  # s_i = exp(-5000 * d_i), d_i in degrees (DenseUAV)
 # Score-matrix elements per chunk: 2^24 floats = 64 MiB, plus the int64 bins (128 MiB).
 DEFAULT_MAX_ELEMENTS = 1 << 24
@@ -324,16 +324,6 @@ def sdm_at_k(
         w = 1.0 - np.arange(k) / k
         out[f"SDM@{k}"] = 100.0 * float(np.mean((np.exp(-SDM_SCALE * d) * w).sum(1) / w.sum()))
     return out
-
-
-def haversine_m(
-    lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndarray
-) -> np.ndarray:
-    """Great-circle distance in metres (haversine, R = 6378.137 km as DenseUAV), elementwise."""
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dlat, dlon = p1 - p2, np.radians(lon1) - np.radians(lon2)
-    a = np.sin(dlat / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlon / 2) ** 2
-    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 
 
 def meter_accuracy(

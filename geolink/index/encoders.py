@@ -17,11 +17,10 @@ import cv2
 import numpy as np
 
 from geolink.errors import DataError, GeoLinkError, MissingDependencyError
+from geolink.utils.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 ONNX_FORMAT = "geolink-onnx-v1"
 
 

@@ -11,32 +11,10 @@ import math
 import os
 from pathlib import Path
 
-import numpy as np
-
 from geolink.errors import DataError
+from geolink.utils.geodesy import EARTH_RADIUS_M, haversine_m, metres_per_degree
 
-EARTH_RADIUS_M = 6_371_008.8  # mean Earth radius (IUGG)
-
-
-def haversine_m(
-    lat1: float | np.ndarray,
-    lon1: float | np.ndarray,
-    lat2: float | np.ndarray,
-    lon2: float | np.ndarray,
-) -> float | np.ndarray:
-    """Great-circle distance in metres between points given in degrees (broadcasts over arrays)."""
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dphi = p2 - p1
-    dlmb = np.radians(np.asarray(lon2) - np.asarray(lon1))
-    a = np.sin(dphi / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlmb / 2) ** 2
-    d = 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
-    return float(d) if np.ndim(d) == 0 else d
-
-
-def metres_per_degree(lat: float) -> tuple[float, float]:
-    """(metres per degree of latitude, metres per degree of longitude) at latitude ``lat``."""
-    m_lat = math.pi * EARTH_RADIUS_M / 180.0
-    return m_lat, m_lat * math.cos(math.radians(lat))
+__all__ = ["EARTH_RADIUS_M", "haversine_m", "metres_per_degree"]  # re-exported
 
 
 def _rational(x: object) -> float:
@@ -97,7 +75,8 @@ def _read_coords(path: Path) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
-        cols = [c.strip() for c in (reader.fieldnames or [])]
+        cols = [c.strip().lower() for c in (reader.fieldnames or [])]
+        reader.fieldnames = cols
         missing = [c for c in ("name", "lat", "lon") if c not in cols]
         if missing:
             raise DataError(
@@ -105,7 +84,7 @@ def _read_coords(path: Path) -> dict[str, dict[str, float]]:
                 f"(found: {', '.join(cols) or 'nothing'})"
             )
         for line, row in enumerate(reader, start=2):
-            row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+            row = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None}
             try:
                 rec = {"lat": float(row["lat"]), "lon": float(row["lon"])}
                 if row.get("footprint_m"):

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from geolink.data.images import check_side, decode_bytes, to_rgb8
+from geolink.data.images import load_image, to_rgb8
 from geolink.errors import DataError, MissingDependencyError
 from geolink.index.geo import metres_per_degree, read_coords_csv
 
@@ -52,26 +52,10 @@ class Tile:
 
 
 # ----------------------------------------------------------------------------- image decoding
-def decode_image(data: bytes, what: str = "image") -> np.ndarray:
-    """Encoded bytes (JPEG/PNG/TIFF/BMP/WebP) -> uint8 RGB (H, W, 3); :class:`DataError` if the
-    bytes are empty or not a decodable image."""
-    if not data:
-        raise DataError(f"cannot decode {what}: it is empty")
-    img = decode_bytes(data, what)  # refuses decompression bombs before decoding
-    if img is None:
-        raise DataError(f"cannot decode {what}: not a readable image (corrupt or truncated?)")
-    check_side(img.shape[1], img.shape[0], what)
-    return to_rgb8(img, what)
-
-
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as uint8 RGB (H, W, 3); errors name the file."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise DataError(f"cannot read image {path}: {e.strerror or e}") from None
-    return decode_image(data, str(path))
+    """Read an image file as uint8 RGB (H, W, 3); errors name the file (the project's one
+    reader, :func:`geolink.data.images.load_image`)."""
+    return load_image(path)
 
 
 def read_tile_source(source: dict[str, Any]) -> np.ndarray:

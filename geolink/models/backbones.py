@@ -18,12 +18,10 @@ from torch import Tensor, nn
 from geolink.errors import ConfigError, GeoLinkError
 from geolink.models.packaged_weights import PACKAGED, InputRenorm, load_packaged_weights
 from geolink.utils.digest import tensors_digest
+from geolink.utils.normalization import IMAGENET_MEAN, IMAGENET_STD
 from geolink.utils.registry import Registry
 
 logger = logging.getLogger(__name__)
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,11 @@ from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from geolink import __version__
+from geolink.data.images import decode_image
 from geolink.errors import ConfigError, DataError, GeoLinkError
 from geolink.index.geo import exif_gps
 from geolink.index.localizer import Localizer
-from geolink.index.tiles import decode_image, read_tile_source
+from geolink.index.tiles import read_tile_source
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-EARTH_RADIUS_M = 6378137.0
+from geolink.utils.geodesy import enu_to_latlon, latlon_to_enu  # noqa: F401 - re-exported
 
 
 def look_at(eye: np.ndarray, target: np.ndarray, up=(0.0, 0.0, 1.0)) -> np.ndarray:
@@ -102,22 +102,6 @@ def sun_direction(azimuth_deg: float, elevation_deg: float) -> np.ndarray:
     """Unit vector pointing from the ground towards the sun (azimuth clockwise from north)."""
     az, el = np.deg2rad(azimuth_deg), np.deg2rad(elevation_deg)
     return np.array([np.sin(az) * np.cos(el), np.cos(az) * np.cos(el), np.sin(el)])
-
-
-def enu_to_latlon(x: np.ndarray, y: np.ndarray, origin: tuple[float, float]) -> tuple:
-    """Local east/north metres -> (lat, lon) degrees, equirectangular about ``origin``."""
-    lat0, lon0 = origin
-    lat = lat0 + np.rad2deg(np.asarray(y) / EARTH_RADIUS_M)
-    lon = lon0 + np.rad2deg(np.asarray(x) / (EARTH_RADIUS_M * np.cos(np.deg2rad(lat0))))
-    return lat, lon
-
-
-def latlon_to_enu(lat: np.ndarray, lon: np.ndarray, origin: tuple[float, float]) -> tuple:
-    """Inverse of :func:`enu_to_latlon`."""
-    lat0, lon0 = origin
-    y = np.deg2rad(np.asarray(lat) - lat0) * EARTH_RADIUS_M
-    x = np.deg2rad(np.asarray(lon) - lon0) * EARTH_RADIUS_M * np.cos(np.deg2rad(lat0))
-    return x, y
 
 
 def backproject(depth: np.ndarray, K: np.ndarray, world_from_camera: np.ndarray) -> np.ndarray:
