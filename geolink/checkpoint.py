@@ -87,18 +87,28 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict[str, str]
     return tensors, meta
 
 
-def encoder_config_from_meta(meta: dict[str, str]) -> ImageEncoderConfig:
-    """The image-encoder config recorded in a checkpoint: known keys, values in range."""
+def _recorded_config(meta: dict[str, str]) -> dict[str, Any]:
+    """The checkpoint's recorded config (YAML text) as a dict, parsed once."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    try:
+        cfg = OmegaConf.to_container(OmegaConf.create(meta.get("config") or ""), resolve=True)
+    except (OmegaConfBaseException, ValueError, TypeError) as e:
+        raise GeoLinkError(f"checkpoint metadata holds no readable config ({e})") from None
+    if not isinstance(cfg, dict):
+        raise GeoLinkError("checkpoint metadata holds no readable config (not a mapping)")
+    return cfg
+
+
+def encoder_config_from_meta(meta: dict[str, str]) -> ImageEncoderConfig:
+    """The image-encoder config recorded in a checkpoint: known keys, values in range."""
     from geolink.utils.ranges import out_of_range
 
-    try:
-        cfg = OmegaConf.create(meta.get("config") or "")
-        image = OmegaConf.to_container(cfg.model.image, resolve=True)
-    except (OmegaConfBaseException, AttributeError, ValueError, TypeError) as e:
-        raise GeoLinkError(f"checkpoint metadata holds no readable config ({e})") from None
+    model = _recorded_config(meta).get("model")
+    image = model.get("image") if isinstance(model, dict) else None
+    if image is None:
+        raise GeoLinkError("checkpoint metadata holds no readable config (no model.image)")
     if not isinstance(image, dict):
         raise GeoLinkError("checkpoint config: model.image is not a mapping")
     defaults = asdict(ImageEncoderConfig())
@@ -116,7 +126,8 @@ def encoder_config_from_meta(meta: dict[str, str]) -> ImageEncoderConfig:
 def load_image_encoder(path: str | Path, map_location: str = "cpu") -> tuple[ImageEncoder, dict]:
     """Rebuild the 2D encoder of a GeoLink checkpoint. Returns (encoder in eval mode, meta).
 
-    ``meta`` holds ``config`` (YAML text), ``sha256`` of the file and ``extra``.
+    ``meta`` holds ``config`` (YAML text), ``name`` (the config's run name), ``sha256`` of the
+    file and ``extra``.
     """
     tensors, meta = read_checkpoint(path)
     cfg = encoder_config_from_meta(meta)
@@ -137,6 +148,7 @@ def load_image_encoder(path: str | Path, map_location: str = "cpu") -> tuple[Ima
     encoder.to(map_location).eval()
     info = {
         "config": meta["config"],
+        "name": str(_recorded_config(meta).get("name") or ""),
         "sha256": file_sha256(path),
         "extra": json.loads(meta.get("extra", "{}")),
     }

@@ -19,7 +19,7 @@ import torch
 
 from geolink.checkpoint import load_image_encoder
 from geolink.errors import DataError, GeoLinkError, MissingDependencyError
-from geolink.index.encoders import IMAGENET_MEAN, IMAGENET_STD, ONNX_FORMAT, _config_name
+from geolink.index.encoders import IMAGENET_MEAN, IMAGENET_STD, ONNX_FORMAT
 from geolink.utils.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def export_onnx(
         proto = onnx.load(str(tmp))
         props = {
             "format": ONNX_FORMAT,
-            "name": _config_name(meta["config"]),
+            "name": meta["name"],
             "backbone": model.cfg.backbone,
             "img_size": str(size),
             "out_dim": str(model.out_dim),

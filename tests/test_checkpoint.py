@@ -87,3 +87,18 @@ def test_missing_local_weights_and_offline_hub_give_clear_errors(tmp_path, monke
         ImageEncoder(
             backbone="vit_small_patch14_dinov2", img_size=56, pretrained="timm", frozen_blocks=0
         )
+
+
+def test_the_run_name_is_read_from_the_parsed_config(tmp_path):
+    """#11: the name used to be scanned from the YAML text line by line (a quoted name kept
+    its YAML escaping, a folded one came back as '>-')."""
+    from geolink.checkpoint import load_image_encoder, save_model
+    from geolink.config import load_config, to_yaml
+    from geolink.models.geolink import GeoLink
+
+    cfg = load_config("test", ["model.point.enabled=false"])
+    cfg.name = "it's: a run"
+    text = to_yaml(cfg)
+    assert "name: 'it''s: a run'" in text or 'name: "it\'s: a run"' in text
+    path = save_model(GeoLink(cfg.model, cfg.loss), tmp_path / "m.safetensors", text)
+    assert load_image_encoder(path)[1]["name"] == "it's: a run"

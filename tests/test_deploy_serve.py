@@ -98,6 +98,29 @@ def test_known_position_from_query_or_exif(client):
     assert res["known_source"] == "exif" and res["error_m"] < 1.0
 
 
+def test_locate_paths_reads_each_file_once(localizer, tmp_path, monkeypatch):
+    """#11: locate decoded a file, then opened it again for its EXIF GPS."""
+    lat, lon = tile_latlon(4)
+    exif = Image.Exif()
+    exif[0x8825] = {1: "N", 2: (float(int(lat)), 0.0, (lat - int(lat)) * 3600),
+                    3: "E", 4: (float(int(lon)), 0.0, (lon - int(lon)) * 3600)}  # fmt: skip
+    path = tmp_path / "q.jpg"
+    Image.fromarray(drone_view(textured_tile(4), 1)).save(path, "JPEG", quality=95, exif=exif)
+    opened: list[Path] = []
+    read_bytes, image_open = Path.read_bytes, Image.open
+    monkeypatch.setattr(Path, "read_bytes", lambda self: opened.append(self) or read_bytes(self))
+
+    def spy(fp, *a, **k):
+        if isinstance(fp, (str, Path)):
+            opened.append(Path(fp))
+        return image_open(fp, *a, **k)
+
+    monkeypatch.setattr(Image, "open", spy)
+    (res,) = localizer.locate_paths([path])
+    assert res.known_source == "exif" and res.error_m < 1.0
+    assert opened == [path]
+
+
 @pytest.mark.parametrize(
     "name,data,ctype,status,message",
     [

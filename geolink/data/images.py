@@ -92,11 +92,15 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     declares more pixels than :func:`max_image_pixels` or is narrower than 2 pixels.
     """
     path = Path(path)
+    return decode_image(read_image_bytes(path), path)
+
+
+def read_image_bytes(path: str | os.PathLike) -> bytes:
+    """The encoded bytes of an image file; :class:`DataError` naming the file if unreadable."""
     try:
-        data = path.read_bytes()
+        return Path(path).read_bytes()
     except OSError as e:
         raise DataError(f"cannot read image {path}: {e.strerror or e}") from None
-    return decode_image(data, path)
 
 
 def decode_image(data: bytes, what: str | Path = "image") -> np.ndarray:

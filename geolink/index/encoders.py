@@ -80,7 +80,7 @@ class TorchEncoder:
         cfg = self.model.cfg
         self.img_size = int(cfg.img_size)
         self.info: dict[str, Any] = {
-            "name": _config_name(meta["config"]),
+            "name": meta["name"],
             "backbone": cfg.backbone,
             "img_size": self.img_size,
             "out_dim": int(self.model.out_dim),
@@ -178,10 +178,3 @@ def load_encoder(
     if checkpoint is None:
         raise GeoLinkError("give a --checkpoint (.safetensors) or an --onnx model")
     return TorchEncoder(checkpoint, device=device, batch_size=batch_size, threads=threads)
-
-
-def _config_name(config_yaml: str) -> str:
-    for line in config_yaml.splitlines():
-        if line.startswith("name:"):
-            return line.split(":", 1)[1].strip().strip("'\"")
-    return ""

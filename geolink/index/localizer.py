@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from geolink.data.images import decode_image, read_image_bytes
 from geolink.errors import DataError, GeoLinkError
 from geolink.index.encoders import OnnxEncoder, TorchEncoder, load_encoder
 from geolink.index.geo import exif_gps, haversine_m, lookup_position
 from geolink.index.store import TileIndex
-from geolink.index.tiles import read_image
 
 log = logging.getLogger(__name__)
 
@@ -149,20 +149,23 @@ class Localizer:
         (path, reason) and the others are still localized."""
         out: list[LocateResult] = []
         for s in range(0, len(paths), batch_size):
-            chunk, images = [], []
+            chunk, images, raw = [], [], []
             for p in map(Path, paths[s : s + batch_size]):
                 try:
-                    images.append(read_image(p))
-                    chunk.append(p)
+                    data = read_image_bytes(p)  # read once: decoded here, EXIF below
+                    images.append(decode_image(data, p))
                 except DataError as e:
                     if skipped is None:
                         raise
                     skipped.append((p, str(e)))
+                    continue
+                chunk.append(p)
+                raw.append(data)
             results = self.locate(images, top_k, names=[str(p) for p in chunk])
-            for p, res in zip(chunk, results, strict=True):
+            for p, data, res in zip(chunk, raw, results, strict=True):
                 pos, src = (lookup_position(p, coords), "csv") if coords else (None, None)
                 if pos is None:
-                    pos, src = exif_gps(p), "exif"
+                    pos, src = exif_gps(data), "exif"
                 if pos is not None:
                     _set_known(res, pos, src)
             out += results
