@@ -19,7 +19,7 @@ import torch
 
 from geolink.checkpoint import load_image_encoder
 from geolink.errors import DataError, GeoLinkError, MissingDependencyError
-from geolink.index.encoders import IMAGENET_MEAN, IMAGENET_STD, ONNX_FORMAT
+from geolink.index.contract import EncoderContract
 from geolink.utils.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -51,11 +51,13 @@ def _check_same_checkpoint(onnx, out: Path, checkpoint) -> None:
             f"{out} exists but is not a readable ONNX file ({type(e).__name__}); use --overwrite"
         ) from None
     props = {p.key: p.value for p in proto.metadata_props}
-    if props.get("format") != ONNX_FORMAT:
-        raise DataError(f"{out} exists and was not written by `geolink export`; use --overwrite")
-    if props.get("checkpoint_sha256") != file_sha256(checkpoint):
+    try:
+        contract = EncoderContract.from_metadata(props, str(out))
+    except DataError as e:
+        raise DataError(f"{e}; {out} exists: use --overwrite to replace it") from None
+    if contract.checkpoint_sha256 != file_sha256(checkpoint):
         raise DataError(
-            f"{out} holds the export of another checkpoint ({props.get('checkpoint')}); use "
+            f"{out} holds the export of another checkpoint ({contract.checkpoint}); use "
             "--overwrite to replace it or pick another --out"
         )
 
@@ -84,12 +86,22 @@ def export_onnx(
     model, meta = load_image_encoder(checkpoint)
     model.eval()
     size = model.img_size
+    contract = EncoderContract(
+        backbone=model.cfg.backbone,
+        img_size=int(size),
+        out_dim=int(model.out_dim),
+        checkpoint_sha256=meta["sha256"],
+        name=meta["name"],
+        checkpoint=str(Path(checkpoint).resolve()),
+        exporter="dynamo" if dynamo else "torchscript",
+    )
+    x_name, y_name = contract.input_name, contract.output_name
     dummy = torch.randn(2, 3, size, size)
     with atomic_path(out) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # exporter deprecation / tracer chatter
         kwargs: dict[str, Any] = {
-            "input_names": ["images"],
-            "output_names": ["embeddings"],
+            "input_names": [x_name],
+            "output_names": [y_name],
             "opset_version": opset,
         }
         if dynamo:
@@ -97,7 +109,7 @@ def export_onnx(
             kwargs["external_data"] = False
             kwargs["verbose"] = False
         else:
-            kwargs["dynamic_axes"] = {"images": {0: "batch"}, "embeddings": {0: "batch"}}
+            kwargs["dynamic_axes"] = {x_name: {0: "batch"}, y_name: {0: "batch"}}
         try:
             torch.onnx.export(model, (dummy,), str(tmp), dynamo=dynamo, **kwargs)
         except Exception as e:  # exporter failures come in many types
@@ -105,18 +117,7 @@ def export_onnx(
                 f"ONNX export of {checkpoint} failed: {type(e).__name__}: {e}"
             ) from e
         proto = onnx.load(str(tmp))
-        props = {
-            "format": ONNX_FORMAT,
-            "name": meta["name"],
-            "backbone": model.cfg.backbone,
-            "img_size": str(size),
-            "out_dim": str(model.out_dim),
-            "mean": ",".join(str(v) for v in IMAGENET_MEAN),
-            "std": ",".join(str(v) for v in IMAGENET_STD),
-            "checkpoint": str(Path(checkpoint).resolve()),
-            "checkpoint_sha256": meta["sha256"],
-            "exporter": "dynamo" if dynamo else "torchscript",
-        }
+        props = contract.to_metadata()
         del proto.metadata_props[:]
         for k, v in props.items():
             entry = proto.metadata_props.add()

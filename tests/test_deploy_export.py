@@ -35,11 +35,11 @@ def test_onnx_parity_and_dynamic_batch(exported):
     dim0 = model.graph.input[0].type.tensor_type.shape.dim[0]
     assert dim0.dim_param and not dim0.dim_value  # symbolic batch axis
     props = {p.key: p.value for p in model.metadata_props}
-    assert (
-        props["img_size"] == "56"
-        and props["out_dim"] == "64"
-        and len(props["checkpoint_sha256"]) == 64
-    )
+    contract = json.loads(props["geolink_contract"])  # one typed value, numbers as numbers
+    assert props["format"] == "geolink-onnx-v2"
+    assert contract["img_size"] == 56 and contract["out_dim"] == 64
+    assert contract["mean"] == [0.485, 0.456, 0.406] and contract["std"] == [0.229, 0.224, 0.225]
+    assert len(contract["checkpoint_sha256"]) == 64 and contract["input_name"] == "images"
 
 
 def test_onnx_encoder_matches_torch_encoder(exported):
@@ -186,3 +186,25 @@ def test_a_nan_model_fails_parity_and_is_refused_wherever_it_embeds(exported, tm
     encoder, _ = load_image_encoder(bad)
     with pytest.raises(DataError, match="NaN"):
         embed_images(encoder, sorted(tiles.glob("*.png")))  # eval (refused already before)
+
+
+def test_encoder_contract_round_trip_legacy_files_and_bad_metadata():
+    from geolink.index.contract import EncoderContract
+
+    c = EncoderContract(backbone="b", img_size=56, out_dim=64, checkpoint_sha256="f" * 64)
+    assert EncoderContract.from_metadata(c.to_metadata(), "x.onnx") == c
+    # files exported before the typed contract: strings, mean/std comma-joined
+    v1 = {"format": "geolink-onnx-v1", "backbone": "b", "img_size": "56", "out_dim": "64",
+          "mean": "0.485,0.456,0.406", "std": "0.229,0.224,0.225",
+          "checkpoint_sha256": "f" * 64, "name": "", "checkpoint": "", "exporter": ""}  # fmt: skip
+    assert EncoderContract.from_metadata(v1, "old.onnx") == c
+    bad = json.loads(c.to_metadata()["geolink_contract"])
+    bad["std"] = [0.2, 0.0, 0.2]
+    with pytest.raises(DataError, match=r"x.onnx: bad encoder contract: std=\[0.2, 0.0, 0.2\]"):
+        EncoderContract.from_metadata(
+            {"format": "geolink-onnx-v2", "geolink_contract": json.dumps(bad)}, "x.onnx"
+        )
+    with pytest.raises(DataError, match="old.onnx: metadata 'out_dim' is missing"):
+        EncoderContract.from_metadata({k: v for k, v in v1.items() if k != "out_dim"}, "old.onnx")
+    with pytest.raises(DataError, match="not written by `geolink export`"):
+        EncoderContract.from_metadata({}, "y.onnx")

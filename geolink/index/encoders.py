@@ -17,11 +17,10 @@ import cv2
 import numpy as np
 
 from geolink.errors import DataError, GeoLinkError, MissingDependencyError
+from geolink.index.contract import ONNX_FORMAT, EncoderContract  # noqa: F401 - re-exported
 from geolink.utils.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
-
-ONNX_FORMAT = "geolink-onnx-v1"
 
 
 def preprocess(
@@ -132,22 +131,17 @@ class OnnxEncoder:
         except Exception as e:  # onnxruntime raises its own exception types
             raise DataError(f"cannot load ONNX model {path}: {e}") from None
         props = self.session.get_modelmeta().custom_metadata_map
-        if props.get("format") != ONNX_FORMAT:
-            raise DataError(
-                f"{path} was not written by `geolink export` (no GeoLink metadata); re-export it"
-            )
+        self.contract = c = EncoderContract.from_metadata(dict(props), str(path))
         self.batch_size = batch_size
-        self.img_size = int(props["img_size"])
-        self.mean = [float(v) for v in props["mean"].split(",")]
-        self.std = [float(v) for v in props["std"].split(",")]
-        self.input_name = self.session.get_inputs()[0].name
+        self.img_size, self.mean, self.std = c.img_size, list(c.mean), list(c.std)
+        self.input_name = c.input_name
         self.info = {
-            "name": props.get("name", ""),
-            "backbone": props["backbone"],
-            "img_size": self.img_size,
-            "out_dim": int(props["out_dim"]),
-            "checkpoint": props.get("checkpoint", ""),
-            "checkpoint_sha256": props["checkpoint_sha256"],
+            "name": c.name,
+            "backbone": c.backbone,
+            "img_size": c.img_size,
+            "out_dim": c.out_dim,
+            "checkpoint": c.checkpoint,
+            "checkpoint_sha256": c.checkpoint_sha256,
             "onnx": str(path.resolve()),
         }
 
