@@ -69,7 +69,7 @@ def bench_latency(args: argparse.Namespace, work: Path) -> list[dict]:
     from geolink.export import export_onnx, parity_check
     from geolink.index.encoders import OnnxEncoder, TorchEncoder
     from geolink.index.localizer import Localizer
-    from geolink.index.testing import drone_view, make_checkpoint, textured_tile
+    from geolink.testing.deploy import drone_view, make_checkpoint, textured_tile
 
     rows = []
     image = drone_view(textured_tile(0, 512), 0)
@@ -104,8 +104,8 @@ def bench_service(args: argparse.Namespace, work: Path) -> dict:
 
     from geolink.index.encoders import OnnxEncoder, TorchEncoder
     from geolink.index.localizer import Localizer
-    from geolink.index.testing import drone_view, make_checkpoint, textured_tile
     from geolink.serve.app import create_app
+    from geolink.testing.deploy import drone_view, make_checkpoint, textured_tile
 
     ckpt = work / "demo.safetensors"
     if not ckpt.exists():

@@ -27,8 +27,8 @@ import numpy as np
 
 def camera_accuracy(out_dir: Path, manifest: dict) -> list[float]:
     """Per ok scene with camera centres: mean centre error / mean orbit radius after Sim(3)."""
+    from geolink.recon.align import umeyama_sim3
     from geolink.recon.depth import find_view
-    from geolink.recon.testing import umeyama_sim3
 
     errors = []
     for key, entry in manifest["scenes"].items():

@@ -11,7 +11,7 @@ from geolink.errors import DataError, GeoLinkError
 
 @pytest.fixture()
 def checkpoint(tmp_path):
-    from geolink.index.testing import make_checkpoint
+    from geolink.testing.deploy import make_checkpoint
 
     return make_checkpoint(tmp_path / "tiny.safetensors")
 
@@ -43,7 +43,7 @@ def test_checkpoint_whose_config_does_not_fit_its_tensors(checkpoint, tmp_path):
 def _index(tmp_path, checkpoint):
     from geolink.index import store, tiles_from_folder
     from geolink.index.encoders import TorchEncoder
-    from geolink.index.testing import make_tiles
+    from geolink.testing.deploy import make_tiles
 
     tiles, csv_path = make_tiles(tmp_path, 2)
     return store.main(

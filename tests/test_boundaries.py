@@ -26,3 +26,20 @@ def test_image_encoder_and_checkpoint_import_no_training_code():
     assert "geolink.models.image_encoder" in mods
     bad = {m for m in mods if m.startswith(TRAINING_ONLY)}
     assert not bad, bad
+
+
+def test_no_package_module_imports_the_test_fixtures():
+    """#11: fixtures live in geolink.testing; index/testing.py used to sit inside the
+    deployment package and import the training model."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "geolink"
+    users = [
+        str(p.relative_to(root))
+        for p in root.rglob("*.py")
+        if "testing" not in p.relative_to(root).parts and "geolink.testing" in p.read_text()
+    ]
+    assert not users, users
+    assert not (root / "index" / "testing.py").exists()
+    mods = _imported_after("import geolink.index, geolink.index.localizer, geolink.export")
+    assert not {m for m in mods if m.startswith("geolink.testing")}

@@ -25,8 +25,8 @@ def _serve(root, rename=None):
     from geolink.index import store, tiles_from_folder
     from geolink.index.encoders import TorchEncoder
     from geolink.index.localizer import Localizer
-    from geolink.index.testing import make_checkpoint, make_tiles
     from geolink.serve.app import create_app
+    from geolink.testing.deploy import make_checkpoint, make_tiles
 
     enc = TorchEncoder(make_checkpoint(root / "tiny.safetensors"))
     tile_dir, csv_path = make_tiles(root, 6)
@@ -84,7 +84,7 @@ def _locate_on_page(driver, url, tmp_path, tile: int, top_k: int):
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from geolink.index.testing import drone_view, textured_tile
+    from geolink.testing.deploy import drone_view, textured_tile
 
     query = tmp_path / "drone.png"
     cv2.imwrite(str(query), cv2.cvtColor(drone_view(textured_tile(tile), 0), cv2.COLOR_RGB2BGR))
@@ -128,7 +128,7 @@ def test_a_tile_id_is_shown_as_text_never_run_as_markup(hostile_server, tmp_path
 def test_upload_page_shows_top_k_tiles(server, tmp_path):
     from selenium.webdriver.common.by import By
 
-    from geolink.index.testing import tile_latlon
+    from geolink.testing.deploy import tile_latlon
 
     url, _ = server
     driver = _chrome()

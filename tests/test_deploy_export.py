@@ -15,7 +15,7 @@ from geolink.export import export_onnx, parity_check  # noqa: E402
 from geolink.index import store, tiles_from_folder  # noqa: E402
 from geolink.index.encoders import OnnxEncoder, TorchEncoder, preprocess  # noqa: E402
 from geolink.index.localizer import Localizer  # noqa: E402
-from geolink.index.testing import drone_view, make_checkpoint, make_tiles, textured_tile  # noqa: E402
+from geolink.testing.deploy import drone_view, make_checkpoint, make_tiles, textured_tile  # noqa: E402
 
 
 @pytest.fixture(scope="module")

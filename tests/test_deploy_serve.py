@@ -17,14 +17,14 @@ from fastapi.testclient import TestClient  # noqa: E402
 from geolink.index import store, tiles_from_folder  # noqa: E402
 from geolink.index.encoders import TorchEncoder  # noqa: E402
 from geolink.index.localizer import Localizer  # noqa: E402
-from geolink.index.testing import (  # noqa: E402
+from geolink.serve.app import create_app  # noqa: E402
+from geolink.testing.deploy import (  # noqa: E402
     drone_view,
     make_checkpoint,
     make_tiles,
     textured_tile,
     tile_latlon,
 )
-from geolink.serve.app import create_app  # noqa: E402
 
 N_TILES = 12
 

@@ -76,7 +76,7 @@ def test_a_full_disk_while_writing_an_index_is_a_clear_error_and_no_half_pair(
 ):
     """`index` on a full disk crashed with a traceback and left index.faiss without meta.json."""
     from geolink.cli.main import main
-    from geolink.index.testing import make_checkpoint, make_tiles
+    from geolink.testing.deploy import make_checkpoint, make_tiles
 
     ckpt = make_checkpoint(tmp_path / "tiny.safetensors")
     tiles, csv_path = make_tiles(tmp_path, 3)
@@ -104,7 +104,7 @@ def test_export_over_a_folder_or_another_checkpoints_export(tmp_path):
     checkpoint was kept and then failed parity with a misleading message."""
     pytest.importorskip("onnxruntime")
     from geolink.export import export_onnx
-    from geolink.index.testing import make_checkpoint
+    from geolink.testing.deploy import make_checkpoint
 
     a = make_checkpoint(tmp_path / "a.safetensors", seed=0)
     b = make_checkpoint(tmp_path / "b.safetensors", seed=1)

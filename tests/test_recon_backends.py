@@ -7,9 +7,9 @@ import pytest
 from scipy.spatial import cKDTree
 
 from geolink.errors import ConfigError, DataError, MissingDependencyError
+from geolink.recon.align import umeyama_sim3
 from geolink.recon.base import SceneFailed, build_backend
 from geolink.recon.depth import find_view, unproject_depth
-from geolink.recon.testing import look_at, make_plane_scene, umeyama_sim3
 from geolink.recon.vggt import (
     extri_intri_to_pose_encoding,
     merge_chunks,
@@ -18,6 +18,7 @@ from geolink.recon.vggt import (
     rotmat_to_quat_xyzw,
     vggt_outputs_to_cloud,
 )
+from geolink.testing.recon import look_at, make_plane_scene
 
 
 def _camera(view):
@@ -173,7 +174,7 @@ def test_pose_encoding_intrinsics_hand_case():
 
 def _vggt_like_plane(n_views=3, h=40, w=60):
     """VGGT-shaped predictions of the plane z = 0 seen from an orbit (exact depth)."""
-    from geolink.recon.testing import render_plane
+    from geolink.testing.recon import render_plane
 
     tex = np.full((64, 64, 3), 200, np.uint8)
     K = np.array([[50.0, 0, w / 2], [0, 50.0, h / 2], [0, 0, 1]])

@@ -10,7 +10,7 @@ from geolink.errors import ConfigError, DataError
 from geolink.recon.features import cache_point_features, load_point_features
 from geolink.recon.pipeline import import_colmap, main, split_groups
 from geolink.recon.pointcloud import read_ply, write_ply
-from geolink.recon.testing import make_plane_scene
+from geolink.testing.recon import make_plane_scene
 
 
 @pytest.fixture(scope="module")
