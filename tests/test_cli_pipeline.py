@@ -41,8 +41,8 @@ def test_train_eval_table_on_synthetic(synth_tiny, tmp_path, capsys):
              "model.point.num_points=256", *extra)  # fmt: skip
         _cli(capsys, "eval", "--checkpoint", runs / run / "checkpoints" / "last.safetensors",
              "--dataset", "synthetic", "--root", synth_tiny, "-o", f"regions=[{target}]",
-             "--out", runs / run / f"eval_{target}")  # fmt: skip
-        assert (runs / run / f"eval_{target}" / "metrics.json").is_file()
+             "--out", runs / run / "eval" / target)  # fmt: skip
+        assert (runs / run / "eval" / target / "metrics.json").is_file()
 
     d2s, s2d = f"{source}→{target} D→S", f"{source}→{target} S→D"
     grid = {
@@ -54,7 +54,7 @@ def test_train_eval_table_on_synthetic(synth_tiny, tmp_path, capsys):
             {"name": s2d, "set": "satellite2drone"},
         ],  # fmt: skip
         "rows": [
-            {"name": name, "cells": {c: [f"{run}/eval_{target}"] for c in (d2s, s2d)}}
+            {"name": name, "cells": {c: [f"{run}/eval/{target}"] for c in (d2s, s2d)}}
             for name, (run, _) in rows.items()
         ],
     }
@@ -70,7 +70,7 @@ def test_train_eval_table_on_synthetic(synth_tiny, tmp_path, capsys):
         table = list(csv.DictReader(f))  # long format: source,row,column,metric,mean,std,n_runs
     # every cell holds the value of that run's metrics.json
     for name, (run, _) in rows.items():
-        metrics = json.loads((runs / run / f"eval_{target}" / "metrics.json").read_text())
+        metrics = json.loads((runs / run / "eval" / target / "metrics.json").read_text())
         cell = [r for r in table if (r["source"], r["row"], r["column"], r["metric"]) ==
                 ("ours", name, d2s, "R@1")]  # fmt: skip
         assert len(cell) == 1 and int(cell[0]["n_runs"]) == 1

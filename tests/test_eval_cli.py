@@ -111,3 +111,17 @@ def test_eval_with_a_file_name_that_is_not_utf8(tmp_path, checkpoint):
     assert main(argv) == 0
     csv_bytes = b"".join(p.read_bytes() for p in out.glob("topk_*.csv"))
     assert b"caf\xe9.jpg" in csv_bytes  # the real name, byte for byte
+
+
+def test_default_eval_folder_is_run_eval_dataset(tmp_path):
+    """#11: one convention, RUN/eval/<name> (the CLI used to write RUN/checkpoints/eval_<ds>)."""
+    from pathlib import Path
+
+    from geolink.cli.eval import default_eval_dir
+
+    run = tmp_path / "run"
+    assert default_eval_dir(run / "checkpoints" / "best.safetensors", "sues200") == (
+        run.resolve() / "eval" / "sues200"
+    )
+    loose = Path(tmp_path / "models" / "m.safetensors")
+    assert default_eval_dir(loose, "u1652") == (tmp_path / "models").resolve() / "eval" / "u1652"

@@ -32,7 +32,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )  # fmt: skip
     p.add_argument("--no-clean", action="store_true", help="only the weather conditions")
     p.add_argument("--protocol", default="paper", choices=("paper", "official", "both"))
-    p.add_argument("--out", help="output folder (default: <checkpoint folder>/eval_<dataset>)")
+    p.add_argument(
+        "--out", help="output folder (default: RUN/eval/<dataset>, RUN = the run folder)"
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if present)")
     p.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
@@ -101,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dataset = build_dataset(args.dataset, args.root, **parse_pairs(args.option))
     encoder, meta = load_image_encoder(args.checkpoint, map_location=device)
-    out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"eval_{args.dataset}"
+    out = Path(args.out) if args.out else default_eval_dir(Path(args.checkpoint), args.dataset)
     protocols = ["paper", "official"] if args.protocol == "both" else [args.protocol]
     result = evaluate(
         encoder, dataset, args.direction, conditions, out, protocols,
@@ -112,3 +114,12 @@ def run(args: argparse.Namespace) -> int:
     print(format_records(result["records"]))
     print(f"\nwrote {result['metrics_path']}")
     return 0
+
+
+def default_eval_dir(checkpoint: Path, dataset: str) -> Path:
+    """``RUN/eval/<dataset>``, the one convention for evaluation folders (the demo and the study
+    write ``RUN/eval/<region>``); RUN is the run folder a ``RUN/checkpoints/*.safetensors`` sits in,
+    else the checkpoint's own folder."""
+    parent = checkpoint.resolve().parent
+    run = parent.parent if parent.name == "checkpoints" else parent
+    return run / "eval" / dataset

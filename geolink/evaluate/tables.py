@@ -15,8 +15,8 @@ A *grid* file (YAML) says which evaluation record fills which cell::
       - name: GeoLink (ours)
         paper_row: GeoLink          # optional: the published row shown alongside
         cells:
-          "U1652→SUES": u1652/geolink/eval_sues200             # a run's eval folder or metrics.json
-          "SUES→DUAV": [sues/s0/eval_denseuav, sues/s1/eval_denseuav]   # seeds: mean ± std
+          "U1652→SUES": u1652/geolink/eval/sues200             # a run's eval folder or metrics.json
+          "SUES→DUAV": [sues/s0/eval/denseuav, sues/s1/eval/denseuav]   # seeds: mean ± std
           # or {runs: [...], set: ..., condition: ..., protocol: ...}
 
 Paths are relative to ``runs_root``. Missing folders, files or records leave the cell empty and
