@@ -245,6 +245,47 @@ def _reusable(records: list[dict], source: dict, path: Path) -> list[dict]:
     return kept
 
 
+def _protocols(protocol: str | Sequence[str]) -> list[str]:
+    protocols = [protocol] if isinstance(protocol, str) else list(protocol)
+    for p in protocols:
+        if p not in PROTOCOLS:
+            raise GeoLinkError(f"unknown protocol '{p}'; expected one of {', '.join(PROTOCOLS)}")
+    return protocols
+
+
+def _score(
+    rs: Any, q: np.ndarray, g: np.ndarray, cond: str, protocol: str, name: str, source: dict,
+    k: int, backend: str, out: Path | None,
+) -> dict:  # fmt: skip
+    """One record: the metrics of retrieval set ``rs`` under ``cond`` and ``protocol`` (and its
+    top-k CSV in ``out``)."""
+    metrics, details = evaluate_set(rs, q, g, protocol, k=k, backend=backend)
+    if details["n_gallery"] < 2:
+        log.warning(
+            "%s %s: the gallery has %d item(s), so R@1 is trivially %.0f; are "
+            "location folders empty? (geolink data summary lists them)",
+            name, rs.name, details["n_gallery"], metrics["R@1"],
+        )  # fmt: skip
+    log.info("%s %s [%s, %s]: R@1 %.2f AP %.2f", name, rs.name, cond, protocol,
+             metrics["R@1"], metrics["AP"])  # fmt: skip
+    if out is not None:
+        suffix = "" if cond == CLEAN else f"_{cond}"
+        suffix += "" if protocol == "paper" else f"_{protocol}"
+        write_topk_csv(out / f"topk_{_safe(rs.name)}{suffix}.csv", rs, details)
+    return {
+        "dataset": name,
+        "set": rs.name,
+        "direction": _direction(rs.name),
+        "condition": cond,
+        "protocol": protocol,
+        "metrics": metrics,
+        "n_queries": len(rs.queries),
+        "n_gallery": details["n_gallery"],
+        "n_gallery_total": details["n_gallery_total"],
+        "source": source,
+    }
+
+
 def evaluate(
     encoder: nn.Module,
     dataset: Any,
@@ -274,10 +315,7 @@ def evaluate(
     frozen trunk (see :func:`geolink.evaluate.embed.embed_images`).
     Returns ``{"records": [...], "metrics_path": path or None}``.
     """
-    protocols = [protocol] if isinstance(protocol, str) else list(protocol)
-    for p in protocols:
-        if p not in PROTOCOLS:
-            raise GeoLinkError(f"unknown protocol '{p}'; expected one of {', '.join(PROTOCOLS)}")
+    protocols = _protocols(protocol)
     conds = [CLEAN if c in (None, "", CLEAN) else c for c in conditions] or [CLEAN]
     name = dataset_name or getattr(dataset, "name", type(dataset).__name__)
     out = Path(out_dir) if out_dir is not None else None
@@ -318,40 +356,7 @@ def evaluate(
             q = embedder(rs.queries, weather if qv == "drone" else None, f"{rs.name} queries")
             g = embedder(rs.gallery, weather if gv == "drone" else None, f"{rs.name} gallery")
             for p in todo:
-                metrics, details = evaluate_set(rs, q, g, p, k=k, backend=backend)
-                if details["n_gallery"] < 2:
-                    log.warning(
-                        "%s %s: the gallery has %d item(s), so R@1 is trivially %.0f; are "
-                        "location folders empty? (geolink data summary lists them)",
-                        name, rs.name, details["n_gallery"], metrics["R@1"],
-                    )  # fmt: skip
-                records.append(
-                    {
-                        "dataset": name,
-                        "set": rs.name,
-                        "direction": _direction(rs.name),
-                        "condition": cond,
-                        "protocol": p,
-                        "metrics": metrics,
-                        "n_queries": len(rs.queries),
-                        "n_gallery": details["n_gallery"],
-                        "n_gallery_total": details["n_gallery_total"],
-                        "source": source,
-                    }
-                )
-                log.info(
-                    "%s %s [%s, %s]: R@1 %.2f AP %.2f",
-                    name,
-                    rs.name,
-                    cond,
-                    p,
-                    metrics["R@1"],
-                    metrics["AP"],
-                )
-                if out is not None:
-                    suffix = "" if cond == CLEAN else f"_{cond}"
-                    suffix += "" if p == "paper" else f"_{p}"
-                    write_topk_csv(out / f"topk_{_safe(rs.name)}{suffix}.csv", rs, details)
+                records.append(_score(rs, q, g, cond, p, name, source, k, backend, out))
                 if metrics_path is not None:  # after every record: a crash loses nothing done
                     atomic_write_json(metrics_path, records + average_records(records))
     records += average_records(records)

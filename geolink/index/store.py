@@ -265,8 +265,6 @@ def main(
       set must be the one the index was started with (resume); with ``add`` new tiles append.
     - a different checkpoint (sha256) is refused: embeddings of two models do not mix.
     """
-    from tqdm.auto import tqdm
-
     out_dir = Path(out_dir)
     batch_size = int(conf.get("batch_size", 16))
     flush_every = int(conf.get("flush_every", 1024))
@@ -275,7 +273,40 @@ def main(
     if len(set(ids)) != len(ids):
         raise DataError("duplicate tile ids in the input; ids must be unique")
 
-    if exists and not overwrite:
+    store = _open_or_create(conf, tiles, encoder, out_dir, exists and not overwrite, add)
+    todo = [t for t in tiles if t.id not in store]
+    if len(todo) < len(tiles):
+        log.info(
+            "%d of %d tiles already indexed; embedding %d",
+            len(tiles) - len(todo),
+            len(tiles),
+            len(todo),
+        )
+    if not todo and store.meta["complete"] and exists and not overwrite:
+        log.info("index %s is up to date (%d tiles)", out_dir, len(store))
+        return out_dir
+
+    _embed_into(store, todo, encoder, out_dir, batch_size, flush_every)
+    store.meta["complete"] = True
+    store.save(out_dir)
+    log.info(
+        "index %s: %d tiles, %s, dim %d",
+        out_dir,
+        len(store),
+        store.meta["index"]["type"],
+        store.dim,
+    )
+    return out_dir
+
+
+def _open_or_create(
+    conf: dict[str, Any], tiles: Sequence[Tile], encoder: Embedder, out_dir: Path, reuse: bool,
+    add: bool,
+) -> TileIndex:  # fmt: skip
+    """The existing index at ``out_dir`` (same model; same tile set unless ``add``) when
+    ``reuse``, else a new empty one of ``conf``'s type."""
+    ids = [t.id for t in tiles]
+    if reuse:
         store = TileIndex.load(out_dir)
         _check_same_model(store, encoder.info, out_dir)
         if not add and store.meta["complete"] and set(store._ids) != set(ids):
@@ -290,17 +321,15 @@ def main(
             n_hint=len(tiles),
             **conf.get("params", {}),
         )
-    todo = [t for t in tiles if t.id not in store]
-    if len(todo) < len(tiles):
-        log.info(
-            "%d of %d tiles already indexed; embedding %d",
-            len(tiles) - len(todo),
-            len(tiles),
-            len(todo),
-        )
-    if not todo and store.meta["complete"] and exists and not overwrite:
-        log.info("index %s is up to date (%d tiles)", out_dir, len(store))
-        return out_dir
+    return store
+
+
+def _embed_into(
+    store: TileIndex, todo: Sequence[Tile], encoder: Embedder, out_dir: Path, batch_size: int,
+    flush_every: int,
+) -> None:  # fmt: skip
+    """Embed ``todo`` into ``store``, saving every ``flush_every`` tiles (resumable)."""
+    from tqdm.auto import tqdm
 
     # IVF needs its training batch before the first add.
     first_flush = flush_every
@@ -323,16 +352,6 @@ def main(
     bar.close()
     if pending:
         store.add(np.concatenate(pending_emb), [t.record() for t in pending])
-    store.meta["complete"] = True
-    store.save(out_dir)
-    log.info(
-        "index %s: %d tiles, %s, dim %d",
-        out_dir,
-        len(store),
-        store.meta["index"]["type"],
-        store.dim,
-    )
-    return out_dir
 
 
 def _check_same_model(store: TileIndex, info: dict[str, Any], where: Path) -> None:

@@ -255,52 +255,14 @@ def main(
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = out_dir / "manifest.json"
 
-    scenes: dict[str, list[Path]] = {}
-    locations: dict[str, str] = {}  # scene -> location, recorded in the manifest
-    for loc, images in scenes_of(dataset, conf["split"]).items():
-        for key, part in split_groups({loc: images}, conf["groups"], conf["group_mode"]).items():
-            scenes[key], locations[key] = part, loc
-    if conf["scenes"] is not None:
-        wanted = set(conf["scenes"])
-        scenes = {k: v for k, v in scenes.items() if k in wanted}
-    if not scenes:
-        raise DataError(f"no scenes to reconstruct in split '{conf['split']}'")
-    for key in scenes:
-        _check_key(key)
-
+    scenes, locations = _scenes(dataset, conf)
     backend = build_backend(conf["backend"], conf["backend_conf"])  # validates options early
     backend.check()
     manifest = None if overwrite else _load_manifest(manifest_path)
-    if manifest is not None and manifest.get("backend") != conf["backend"]:
-        raise ConfigError(
-            f"{manifest_path} was made with backend '{manifest.get('backend')}', not "
-            f"'{conf['backend']}'; use another output folder or --overwrite"
-        )
-    if manifest is not None and manifest.get("postprocess") != asdict(post):
-        raise ConfigError(
-            f"{manifest_path} was made with other post-processing settings "
-            f"({manifest.get('postprocess')}); use another output folder or --overwrite"
-        )
+    _check_resumable(manifest, manifest_path, conf, post)
     manifest = manifest or _new_manifest(conf, post)
 
-    todo = []
-    for key, images in scenes.items():
-        ply = f"points/{key}.ply"
-        old = manifest["scenes"].get(key)
-        if old is not None and old.get("status") == "ok" and (out_dir / ply).is_file():
-            continue
-        if old is not None and old.get("status") != "ok" and not conf["retry_failed"]:
-            continue
-        if not images:
-            manifest["scenes"][key] = {
-                "status": "failed",
-                "reason": "no images",
-                "backend": conf["backend"],
-                "ply": ply,
-                "seconds": 0.0,
-            }
-            continue
-        todo.append(key)
+    todo = _todo(scenes, manifest, out_dir, conf)
     logger.info(
         "reconstruct: %d scenes, %d to do, %d already done (backend %s)",
         len(scenes),
@@ -342,6 +304,62 @@ def main(
 
         cache_point_features(out_dir, overwrite=overwrite)
     return manifest_path
+
+
+def _scenes(dataset: Any, conf: dict[str, Any]) -> tuple[dict[str, list[Path]], dict[str, str]]:
+    """The scenes to build (scene key -> images) and scene key -> location."""
+    scenes: dict[str, list[Path]] = {}
+    locations: dict[str, str] = {}  # scene -> location, recorded in the manifest
+    for loc, images in scenes_of(dataset, conf["split"]).items():
+        for key, part in split_groups({loc: images}, conf["groups"], conf["group_mode"]).items():
+            scenes[key], locations[key] = part, loc
+    if conf["scenes"] is not None:
+        wanted = set(conf["scenes"])
+        scenes = {k: v for k, v in scenes.items() if k in wanted}
+    if not scenes:
+        raise DataError(f"no scenes to reconstruct in split '{conf['split']}'")
+    for key in scenes:
+        _check_key(key)
+    return scenes, locations
+
+
+def _check_resumable(manifest: dict | None, manifest_path: Path, conf: dict, post) -> None:
+    """Refuse to resume into a manifest made with another backend or post-processing."""
+    if manifest is None:
+        return
+    if manifest.get("backend") != conf["backend"]:
+        raise ConfigError(
+            f"{manifest_path} was made with backend '{manifest.get('backend')}', not "
+            f"'{conf['backend']}'; use another output folder or --overwrite"
+        )
+    if manifest.get("postprocess") != asdict(post):
+        raise ConfigError(
+            f"{manifest_path} was made with other post-processing settings "
+            f"({manifest.get('postprocess')}); use another output folder or --overwrite"
+        )
+
+
+def _todo(scenes: dict[str, list[Path]], manifest: dict, out_dir: Path, conf: dict) -> list[str]:
+    """Scenes still to reconstruct; a scene without images is recorded as failed here."""
+    todo = []
+    for key, images in scenes.items():
+        ply = f"points/{key}.ply"
+        old = manifest["scenes"].get(key)
+        if old is not None and old.get("status") == "ok" and (out_dir / ply).is_file():
+            continue
+        if old is not None and old.get("status") != "ok" and not conf["retry_failed"]:
+            continue
+        if not images:
+            manifest["scenes"][key] = {
+                "status": "failed",
+                "reason": "no images",
+                "backend": conf["backend"],
+                "ply": ply,
+                "seconds": 0.0,
+            }
+            continue
+        todo.append(key)
+    return todo
 
 
 def _record(manifest: dict, manifest_path: Path, key: str, entry: dict[str, Any]) -> None:
