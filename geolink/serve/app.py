@@ -134,17 +134,7 @@ def create_app(
 
     @app.get("/health", summary="service status, index and model")
     def health() -> dict[str, Any]:
-        model = index.model
-        return {
-            "status": "ok",
-            "version": __version__,
-            "tiles": len(index),
-            "index_type": index.meta["index"]["type"],
-            "backend": localizer.backend,
-            "model": {k: model.get(k) for k in ("name", "backbone", "img_size", "out_dim")},
-            "checkpoint_sha256": model.get("checkpoint_sha256"),
-            "max_bytes": max_bytes,
-        }
+        return _health(localizer, max_bytes)
 
     @app.post("/locate", summary="top-k satellite tiles for one drone image")
     def locate(
@@ -155,52 +145,75 @@ def create_app(
     ) -> dict[str, Any]:
         t0 = time.perf_counter()
         data = _read_upload(file, max_bytes)
-        name = file.filename or "upload"
-        try:
-            image = decode_image(data, f"upload '{name}'")
-        except DataError as e:
-            raise HTTPException(422, str(e)) from None
-        known, source = (
-            ((lat, lon), "request") if lat is not None and lon is not None else (None, None)
-        )
-        if known is None and (gps := exif_gps(data)) is not None:
-            known, source = gps, "exif"
-        try:
-            (res,) = localizer.locate(
-                [image], top_k, names=[name], known=[known], known_source=source or "request"
-            )
-        except GeoLinkError as e:
-            raise HTTPException(400, str(e)) from None
-        out = res.to_dict()
-        out["image"] = {
-            "width": int(image.shape[1]),
-            "height": int(image.shape[0]),
-            "bytes": len(data),
-        }
-        out["timing_ms"]["total"] = 1e3 * (time.perf_counter() - t0)
-        return out
+        known = (lat, lon) if lat is not None and lon is not None else None
+        return _locate_upload(localizer, data, file.filename or "upload", top_k, known, t0)
 
     @app.get("/tiles/{tile_id}/image", summary="a JPEG thumbnail of a gallery tile")
     def tile_image(tile_id: str, size: int = Query(192, ge=16, le=1024)) -> Response:
-        if tile_id not in index:
-            raise HTTPException(404, f"unknown tile id '{tile_id}'")
-        try:
-            img = read_tile_source(index.tile(tile_id)["source"])
-        except GeoLinkError as e:
-            # the reason (with the server's file path) goes to the log, not to the client
-            log.warning("tile %r image is not available: %s", tile_id, e)
-            raise HTTPException(404, f"tile '{tile_id}' image is not available") from None
-        scale = size / max(img.shape[:2])
-        if scale < 1:
-            img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        ok, buf = cv2.imencode(
-            ".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85]
-        )
-        if not ok:
-            raise HTTPException(500, "could not encode the tile thumbnail")
-        return Response(buf.tobytes(), media_type="image/jpeg")
+        return Response(_thumbnail(index, tile_id, size), media_type="image/jpeg")
 
     return app
+
+
+def _health(localizer: Localizer, max_bytes: int) -> dict[str, Any]:
+    index = localizer.index
+    model = index.model
+    return {
+        "status": "ok",
+        "version": __version__,
+        "tiles": len(index),
+        "index_type": index.meta["index"]["type"],
+        "backend": localizer.backend,
+        "model": {k: model.get(k) for k in ("name", "backbone", "img_size", "out_dim")},
+        "checkpoint_sha256": model.get("checkpoint_sha256"),
+        "max_bytes": max_bytes,
+    }
+
+
+def _locate_upload(
+    localizer: Localizer, data: bytes, name: str, top_k: int,
+    known: tuple[float, float] | None, t0: float,
+) -> dict[str, Any]:  # fmt: skip
+    """The /locate answer for one uploaded image; the known position comes from the request or
+    else from the image's EXIF GPS."""
+    try:
+        image = decode_image(data, f"upload '{name}'")
+    except DataError as e:
+        raise HTTPException(422, str(e)) from None
+    source = "request" if known is not None else None
+    if known is None and (gps := exif_gps(data)) is not None:
+        known, source = gps, "exif"
+    try:
+        (res,) = localizer.locate(
+            [image], top_k, names=[name], known=[known], known_source=source or "request"
+        )
+    except GeoLinkError as e:
+        raise HTTPException(400, str(e)) from None
+    out = res.to_dict()
+    out["image"] = {"width": int(image.shape[1]), "height": int(image.shape[0]), "bytes": len(data)}
+    out["timing_ms"]["total"] = 1e3 * (time.perf_counter() - t0)
+    return out
+
+
+def _thumbnail(index: Any, tile_id: str, size: int) -> bytes:
+    """JPEG bytes of a gallery tile, longest side at most ``size``; 404 for unknown ids."""
+    if tile_id not in index:
+        raise HTTPException(404, f"unknown tile id '{tile_id}'")
+    try:
+        img = read_tile_source(index.tile(tile_id)["source"])
+    except GeoLinkError as e:
+        # the reason (with the server's file path) goes to the log, not to the client
+        log.warning("tile %r image is not available: %s", tile_id, e)
+        raise HTTPException(404, f"tile '{tile_id}' image is not available") from None
+    scale = size / max(img.shape[:2])
+    if scale < 1:
+        img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(
+        ".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85]
+    )
+    if not ok:
+        raise HTTPException(500, "could not encode the tile thumbnail")
+    return buf.tobytes()
 
 
 def serve(
