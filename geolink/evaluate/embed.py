@@ -13,6 +13,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -58,34 +59,40 @@ def _autocast(device: torch.device):
     return torch.autocast("cpu", enabled=False)
 
 
-def _map_images(
-    fn,
-    paths: list[Path],
-    img_size: int,
-    batch_size: int,
-    weather: str | None,
-    device: torch.device,
-    num_workers: int,
-    desc: str,
-) -> np.ndarray:
+@dataclass(frozen=True)
+class _Pass:
+    """One pass over an image list: what every embedding or trunk run is made of."""
+
+    paths: list[Path]
+    img_size: int
+    batch_size: int
+    weather: str | None
+    device: torch.device
+    num_workers: int
+    desc: str
+
+
+def _map_images(fn, run: _Pass, desc: str | None = None) -> np.ndarray:
     """``fn`` over the preprocessed images in batches -> (N, ...) float32, in ``paths`` order."""
     from torch.utils.data import DataLoader
 
     from geolink.data.torch_datasets import ImageListDataset
     from geolink.data.transforms import eval_transforms
 
-    ds = ImageListDataset(paths, eval_transforms(img_size), weather=weather, img_size=img_size)
+    ds = ImageListDataset(
+        run.paths, eval_transforms(run.img_size), weather=run.weather, img_size=run.img_size
+    )
     loader = DataLoader(
         ds,
-        batch_size=batch_size,
+        batch_size=run.batch_size,
         shuffle=False,
-        num_workers=num_workers,
-        pin_memory=device.type == "cuda",
+        num_workers=run.num_workers,
+        pin_memory=run.device.type == "cuda",
     )
     out: np.ndarray | None = None
-    with torch.no_grad(), _autocast(device):
-        for batch in tqdm(loader, desc=desc, unit="batch", leave=False):
-            y = fn(batch["image"].to(device, non_blocking=True)).float().cpu().contiguous()
+    with torch.no_grad(), _autocast(run.device):
+        for batch in tqdm(loader, desc=desc or run.desc, unit="batch", leave=False):
+            y = fn(batch["image"].to(run.device, non_blocking=True)).float().cpu().contiguous()
             if out is None:
                 out = np.empty((len(ds), *y.shape[1:]), dtype=np.float32)
             out[batch["index"].numpy()] = y.numpy()
@@ -105,22 +112,9 @@ def _check_finite(out: np.ndarray, paths: list[Path]) -> np.ndarray:
     return out
 
 
-def _run_encoder(
-    encoder: nn.Module,
-    paths: list[Path],
-    img_size: int,
-    batch_size: int,
-    weather: str | None,
-    device: torch.device,
-    num_workers: int,
-    desc: str,
-) -> np.ndarray:
+def _run_encoder(encoder: nn.Module, run: _Pass) -> np.ndarray:
     encoder.eval()
-    out = _map_images(
-        lambda x: _normalised(encoder(x)),
-        paths, img_size, batch_size, weather, device, num_workers, desc,
-    )  # fmt: skip
-    return _check_finite(out, paths)
+    return _check_finite(_map_images(lambda x: _normalised(encoder(x)), run), run.paths)
 
 
 def _trunk_fingerprint(encoder: nn.Module) -> str | None:
@@ -131,37 +125,26 @@ def _trunk_fingerprint(encoder: nn.Module) -> str | None:
 
 
 def _run_from_trunk(
-    encoder: nn.Module,
-    fingerprint: str,
-    trunk_dir: Path,
-    paths: list[Path],
-    img_size: int,
-    batch_size: int,
-    weather: str | None,
-    device: torch.device,
-    num_workers: int,
-    desc: str,
+    encoder: nn.Module, fingerprint: str, trunk_dir: Path, run: _Pass
 ) -> np.ndarray:
     """Like :func:`_run_encoder`, with the frozen trunk's activations read from (or written to)
     ``trunk_dir``: models that share a frozen trunk (the demo's untrained, baseline and GeoLink
     encoders) run it once per image set and condition. Same batches, same result."""
     encoder.eval()
-    file = trunk_dir / f"trunk_{cache_key(fingerprint, paths, img_size, weather)}.npy"
-    acts = _load_cached(file, len(paths))
+    key = cache_key(fingerprint, run.paths, run.img_size, run.weather)
+    file = trunk_dir / f"trunk_{key}.npy"
+    acts = _load_cached(file, len(run.paths))
     if acts is None:
-        acts = _map_images(
-            encoder.trunk, paths, img_size, batch_size, weather, device, num_workers,
-            f"{desc} (trunk)",
-        )  # fmt: skip
+        acts = _map_images(encoder.trunk, run, f"{run.desc} (trunk)")
         trunk_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(file) as tmp:
             np.save(tmp, acts)
     out: list[np.ndarray] = []
-    with torch.no_grad(), _autocast(device):
-        for i in range(0, len(acts), batch_size):
-            x = torch.from_numpy(acts[i : i + batch_size]).to(device)
+    with torch.no_grad(), _autocast(run.device):
+        for i in range(0, len(acts), run.batch_size):
+            x = torch.from_numpy(acts[i : i + run.batch_size]).to(run.device)
             out.append(_normalised(encoder.from_trunk(x)).cpu().numpy())
-    return _check_finite(np.concatenate(out), paths)
+    return _check_finite(np.concatenate(out), run.paths)
 
 
 def embed_images(
@@ -202,12 +185,12 @@ def embed_images(
         cache_file = Path(cache_dir) / f"{key}.npy"
         if (cached := _load_cached(cache_file, len(paths))) is not None:
             return _unsort(cached, order)
-    args = (sorted_paths, img_size, batch_size, weather, dev, num_workers, desc)
+    run = _Pass(sorted_paths, img_size, batch_size, weather, dev, num_workers, desc)
     fingerprint = _trunk_fingerprint(encoder) if trunk_cache_dir is not None else None
     if fingerprint is not None:
-        emb = _run_from_trunk(encoder, fingerprint, Path(trunk_cache_dir), *args)
+        emb = _run_from_trunk(encoder, fingerprint, Path(trunk_cache_dir), run)
     else:
-        emb = _run_encoder(encoder, *args)
+        emb = _run_encoder(encoder, run)
     if cache_file is not None:
         with atomic_path(cache_file) as tmp:
             np.save(tmp, emb)
