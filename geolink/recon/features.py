@@ -264,11 +264,11 @@ def features_for_training(
     folder = points.parent if points.is_file() else points
     settings = _normalise(settings)
     path = points if points.is_file() else features_path(folder, settings)
-    made_with = read_feature_metadata(path)["settings"] if path.is_file() else None
-    if made_with is not None and made_with != settings:  # an explicitly named file
+    meta = read_feature_metadata(path) if path.is_file() else None
+    if meta is not None and meta["settings"] != settings:  # an explicitly named file
         raise ConfigError(
             f"{path} holds Point-NN features made with other settings: "
-            + _settings_diff(made_with, settings, "file")
+            + _settings_diff(meta["settings"], settings, "file")
             + f"; pass the reconstruction folder ({folder}) so they are recomputed"
         )
     if not path.is_file():
@@ -288,7 +288,7 @@ def features_for_training(
             )
         logger.info("Point-NN features with settings %s: computing them into %s", settings, path)
         cache_point_features(folder, settings=settings)
-    meta = read_feature_metadata(path)
+        meta = read_feature_metadata(path)
     if meta["num_points"] is not None and meta["num_points"] != num_points:
         raise ConfigError(
             f"{path}: the clouds have {meta['num_points']} points but model.point.num_points="
