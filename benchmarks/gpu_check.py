@@ -237,7 +237,8 @@ def check_onnx(check: Check) -> None:
 def _trainer(check: Check, cfg, batch: int):
     from geolink.train.trainer import Trainer
 
-    dim = 72 * 2**4  # Point-NN descriptor of the default settings
+    p = cfg.model.point
+    dim = p.embed_dim * 2**p.stages  # the Point-NN descriptor of these settings
     feats = {f"s{i:04d}": torch.randn(dim) for i in range(batch)}
     t = Trainer.without_data(cfg, point_features=feats if cfg.model.point.enabled else None)
     size = cfg.model.image.img_size

@@ -103,9 +103,13 @@ def _recorded_config(meta: dict[str, str]) -> dict[str, Any]:
 
 def encoder_config_from_meta(meta: dict[str, str]) -> ImageEncoderConfig:
     """The image-encoder config recorded in a checkpoint: known keys, values in range."""
+    return _encoder_config(_recorded_config(meta))
+
+
+def _encoder_config(recorded: dict[str, Any]) -> ImageEncoderConfig:
     from geolink.utils.ranges import out_of_range
 
-    model = _recorded_config(meta).get("model")
+    model = recorded.get("model")
     image = model.get("image") if isinstance(model, dict) else None
     if image is None:
         raise GeoLinkError("checkpoint metadata holds no readable config (no model.image)")
@@ -130,7 +134,8 @@ def load_image_encoder(path: str | Path, map_location: str = "cpu") -> tuple[Ima
     file and ``extra``.
     """
     tensors, meta = read_checkpoint(path)
-    cfg = encoder_config_from_meta(meta)
+    recorded = _recorded_config(meta)
+    cfg = _encoder_config(recorded)
     encoder = ImageEncoder(cfg)
     sd = {k[len(ENCODER_PREFIX) :]: v for k, v in tensors.items() if k.startswith(ENCODER_PREFIX)}
     try:
@@ -148,7 +153,7 @@ def load_image_encoder(path: str | Path, map_location: str = "cpu") -> tuple[Ima
     encoder.to(map_location).eval()
     info = {
         "config": meta["config"],
-        "name": str(_recorded_config(meta).get("name") or ""),
+        "name": str(recorded.get("name") or ""),
         "sha256": file_sha256(path),
         "extra": json.loads(meta.get("extra", "{}")),
     }

@@ -139,12 +139,22 @@ def _run_from_trunk(
         trunk_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(file) as tmp:
             np.save(tmp, acts)
+    emb = embed_activations(encoder, torch.from_numpy(acts), run.batch_size, run.device)
+    return _check_finite(emb, run.paths)
+
+
+def embed_activations(
+    encoder: nn.Module, acts: Tensor, batch_size: int, device: str | torch.device
+) -> np.ndarray:
+    """(N, D) L2-normalised embeddings from frozen-trunk activations (N, ...): the encoder's top
+    in batches, with the same autocast as :func:`embed_images`."""
+    device = torch.device(device)
     out: list[np.ndarray] = []
-    with torch.no_grad(), _autocast(run.device):
-        for i in range(0, len(acts), run.batch_size):
-            x = torch.from_numpy(acts[i : i + run.batch_size]).to(run.device)
+    with torch.no_grad(), _autocast(device):
+        for i in range(0, len(acts), batch_size):
+            x = acts[i : i + batch_size].to(device)
             out.append(_normalised(encoder.from_trunk(x)).cpu().numpy())
-    return _check_finite(np.concatenate(out), run.paths)
+    return np.concatenate(out)
 
 
 def embed_images(

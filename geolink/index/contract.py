@@ -15,6 +15,7 @@ from typing import Any
 
 from geolink.errors import DataError
 from geolink.utils.normalization import IMAGENET_MEAN, IMAGENET_STD
+from geolink.utils.ranges import RULES
 
 ONNX_FORMAT = "geolink-onnx-v2"
 LEGACY_FORMATS = ("geolink-onnx-v1",)
@@ -46,8 +47,9 @@ class EncoderContract:
 
     def problems(self) -> list[str]:
         bad = []
-        if not (isinstance(self.img_size, int) and 14 <= self.img_size <= 4096):
-            bad.append(f"img_size={self.img_size!r} (expected an integer in 14..4096)")
+        ok, expected = RULES["model.image.img_size"]  # the same range a checkpoint is held to
+        if not ok(self.img_size):
+            bad.append(f"img_size={self.img_size!r} (expected {expected})")
         if not (isinstance(self.out_dim, int) and self.out_dim >= 1):
             bad.append(f"out_dim={self.out_dim!r} (expected an integer >= 1)")
         for key, lo in (("mean", -math.inf), ("std", 0.0)):

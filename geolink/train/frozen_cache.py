@@ -74,7 +74,6 @@ class FrozenFeatureCache:
         turns = torch.tensor([k for _, k in draws])
         return self.drone[di, flip], self.satellite[si, 4 * flip + turns]
 
-    @torch.no_grad()
     def embed(self, encoder, paths: Sequence[Path], view: str, batch: int, device) -> np.ndarray:
         """(N, D) L2-normalised embeddings of training images as they are (no flip, no turn)
         from their cached activations: what ``embed_images`` gives for them, without decoding
@@ -84,15 +83,14 @@ class FrozenFeatureCache:
             if view == "drone"
             else (self.satellite, self.satellite_index)
         )
+        from geolink.evaluate.embed import embed_activations
+
         rows = torch.tensor([index[str(p)] for p in paths], dtype=torch.long)
         was_training = encoder.training
         encoder.eval()
-        out = []
-        for i in range(0, len(rows), batch):
-            x = table[rows[i : i + batch], 0].to(device)  # variant 0: no flip, no rotation
-            out.append(torch.nn.functional.normalize(encoder.from_trunk(x).float(), dim=1).cpu())
+        emb = embed_activations(encoder, table[rows, 0], batch, device)  # variant 0: as is
         encoder.train(was_training)
-        return torch.cat(out).numpy()
+        return emb
 
 
 @torch.no_grad()

@@ -14,7 +14,7 @@ import subprocess
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,6 +29,9 @@ from geolink.models.geolink import GeoLink
 from geolink.train.distributed import DistInfo, cleanup, gather_with_grad, init_distributed
 from geolink.train.optim import build_optimizer, cosine_with_warmup
 from geolink.utils.io import atomic_path, atomic_write_text
+
+if TYPE_CHECKING:
+    from geolink.train.frozen_cache import FrozenFeatureCache
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +126,7 @@ class Trainer:
         seed_everything(cfg.train.seed)
         self._build_data()
         self._build_model()
-        self.cached = False
+        self.frozen: FrozenFeatureCache | None = None  # set by _build_frozen_cache
         if cfg.train.frozen_cache:
             self._build_frozen_cache()
         self.epoch = 0
@@ -158,9 +161,14 @@ class Trainer:
             )
         self.steps_per_epoch = steps_per_epoch
         self._build_model()
-        self.cached = False
+        self.frozen = None
         self.epoch = self.global_step = 0
         return self
+
+    @property
+    def cached(self) -> bool:
+        """Training steps read the frozen trunk's activations from the cache."""
+        return self.frozen is not None
 
     # ---- setup -------------------------------------------------------------------------
     def _build_data(self) -> None:
@@ -336,7 +344,6 @@ class Trainer:
             self.pairs, cache, seed=c.train.seed, flip_p=self.train_set.flip_p
         )
         self.frozen = cache
-        self.cached = True
 
     # ---- state -------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -569,6 +576,7 @@ class Trainer:
         img, bs = self.cfg.model.image.img_size, max(2 * self.cfg.train.batch_size, 8)
         queries = [s.queries[i] for i in q_idx]
         if self.cached and self.val_set is not None:  # held-out training images: cached trunk
+            assert self.frozen is not None
             q = self.frozen.embed(enc, queries, s.query_view, bs, self.device)
             g = self.frozen.embed(enc, s.gallery, s.gallery_view, bs, self.device)
         else:
