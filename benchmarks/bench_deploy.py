@@ -33,7 +33,7 @@ PRESETS = {"demo": "cpu", "paper": "paper"}
 
 
 def _gallery(index_model: dict, n: int, index_type: str, seed: int = 0):
-    from geolink.index.store import TileIndex
+    from geolink.deploy.store import TileIndex
 
     rng = np.random.default_rng(seed)
     idx = TileIndex.create(index_model, index_type, n_hint=n)
@@ -66,9 +66,9 @@ def _time_locate(loc, image: np.ndarray, repeats: int) -> dict[str, float]:
 
 
 def bench_latency(args: argparse.Namespace, work: Path) -> list[dict]:
-    from geolink.export import export_onnx, parity_check
-    from geolink.index.encoders import OnnxEncoder, TorchEncoder
-    from geolink.index.localizer import Localizer
+    from geolink.deploy.encoders import OnnxEncoder, TorchEncoder
+    from geolink.deploy.export import export_onnx, parity_check
+    from geolink.deploy.localizer import Localizer
     from geolink.testing.deploy import drone_view, make_checkpoint, textured_tile
 
     rows = []
@@ -102,9 +102,9 @@ def bench_service(args: argparse.Namespace, work: Path) -> dict:
     import httpx
     import uvicorn
 
-    from geolink.index.encoders import OnnxEncoder, TorchEncoder
-    from geolink.index.localizer import Localizer
-    from geolink.serve.app import create_app
+    from geolink.deploy.encoders import OnnxEncoder, TorchEncoder
+    from geolink.deploy.localizer import Localizer
+    from geolink.deploy.serve.app import create_app
     from geolink.testing.deploy import drone_view, make_checkpoint, textured_tile
 
     ckpt = work / "demo.safetensors"

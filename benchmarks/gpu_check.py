@@ -212,7 +212,7 @@ def check_onnx(check: Check) -> None:
     provider = "CUDAExecutionProvider" if check.device.type == "cuda" else "CPUExecutionProvider"
     from geolink.checkpoint import save_model
     from geolink.config import to_yaml
-    from geolink.export import export_onnx
+    from geolink.deploy.export import export_onnx
     from geolink.models.geolink import GeoLink
 
     cfg = paper_config(check)

@@ -36,9 +36,9 @@ RECON_BACKENDS = Registry(
 INDEX_TYPES = Registry(
     "index type",
     lazy={
-        "flat": "geolink.index.store:flat_index",
-        "ivf": "geolink.index.store:ivf_index",
-        "hnsw": "geolink.index.store:hnsw_index",
+        "flat": "geolink.deploy.store:flat_index",
+        "ivf": "geolink.deploy.store:ivf_index",
+        "hnsw": "geolink.deploy.store:hnsw_index",
     },
 )
 

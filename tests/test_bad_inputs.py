@@ -41,8 +41,8 @@ def test_checkpoint_whose_config_does_not_fit_its_tensors(checkpoint, tmp_path):
 
 
 def _index(tmp_path, checkpoint):
-    from geolink.index import store, tiles_from_folder
-    from geolink.index.encoders import TorchEncoder
+    from geolink.deploy import store, tiles_from_folder
+    from geolink.deploy.encoders import TorchEncoder
     from geolink.testing.deploy import make_tiles
 
     tiles, csv_path = make_tiles(tmp_path, 2)
@@ -62,7 +62,7 @@ def _index(tmp_path, checkpoint):
 )
 def test_index_meta_of_the_wrong_shape(tmp_path, checkpoint, edit, match):
     """A meta.json of the wrong shape gave "'list' object has no attribute 'get'"."""
-    from geolink.index.store import TileIndex
+    from geolink.deploy.store import TileIndex
 
     out = _index(tmp_path, checkpoint)
     meta_path = out / "meta.json"
@@ -91,7 +91,7 @@ def test_a_manifest_that_is_a_list(tmp_path):
     ids=["binary", "negative_footprint", "nan_footprint", "lat_999", "text_lat"],
 )
 def test_bad_coordinate_csvs(tmp_path, content, match):
-    from geolink.index.geo import read_coords_csv
+    from geolink.deploy.geo import read_coords_csv
 
     path = tmp_path / "coords.csv"
     path.write_bytes(content)

@@ -40,6 +40,6 @@ def test_no_package_module_imports_the_test_fixtures():
         if "testing" not in p.relative_to(root).parts and "geolink.testing" in p.read_text()
     ]
     assert not users, users
-    assert not (root / "index" / "testing.py").exists()
-    mods = _imported_after("import geolink.index, geolink.index.localizer, geolink.export")
+    assert not (root / "deploy" / "testing.py").exists()
+    mods = _imported_after("import geolink.deploy, geolink.deploy.localizer, geolink.deploy.export")
     assert not {m for m in mods if m.startswith("geolink.testing")}

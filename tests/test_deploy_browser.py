@@ -22,10 +22,10 @@ def _serve(root, rename=None):
     yields (url, root)."""
     pytest.importorskip("selenium")
     uvicorn = pytest.importorskip("uvicorn")
-    from geolink.index import store, tiles_from_folder
-    from geolink.index.encoders import TorchEncoder
-    from geolink.index.localizer import Localizer
-    from geolink.serve.app import create_app
+    from geolink.deploy import store, tiles_from_folder
+    from geolink.deploy.encoders import TorchEncoder
+    from geolink.deploy.localizer import Localizer
+    from geolink.deploy.serve.app import create_app
     from geolink.testing.deploy import make_checkpoint, make_tiles
 
     enc = TorchEncoder(make_checkpoint(root / "tiny.safetensors"))

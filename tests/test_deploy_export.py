@@ -10,11 +10,11 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
+from geolink.deploy import store, tiles_from_folder  # noqa: E402
+from geolink.deploy.encoders import OnnxEncoder, TorchEncoder, preprocess  # noqa: E402
+from geolink.deploy.export import export_onnx, parity_check  # noqa: E402
+from geolink.deploy.localizer import Localizer  # noqa: E402
 from geolink.errors import DataError, GeoLinkError  # noqa: E402
-from geolink.export import export_onnx, parity_check  # noqa: E402
-from geolink.index import store, tiles_from_folder  # noqa: E402
-from geolink.index.encoders import OnnxEncoder, TorchEncoder, preprocess  # noqa: E402
-from geolink.index.localizer import Localizer  # noqa: E402
 from geolink.testing.deploy import drone_view, make_checkpoint, make_tiles, textured_tile  # noqa: E402
 
 
@@ -123,12 +123,12 @@ TRAINING_ONLY = (
     "geolink.config",
 )
 DEPLOYMENT = (
-    "geolink.index",
-    "geolink.index.store",
-    "geolink.index.localizer",
-    "geolink.index.encoders",
-    "geolink.serve.app",
-    "geolink.export",
+    "geolink.deploy",
+    "geolink.deploy.store",
+    "geolink.deploy.localizer",
+    "geolink.deploy.encoders",
+    "geolink.deploy.serve.app",
+    "geolink.deploy.export",
     "geolink.cli.index",
     "geolink.cli.locate",
     "geolink.cli.serve",
@@ -140,7 +140,7 @@ def test_deployment_modules_import_no_training_code():
     code = (
         "import sys, json, importlib\n"
         f"for m in {DEPLOYMENT!r}: importlib.import_module(m)\n"
-        "from geolink.index.encoders import TorchEncoder\n"  # building the torch encoder's deps
+        "from geolink.deploy.encoders import TorchEncoder\n"  # building the torch encoder's deps
         "import geolink.checkpoint\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.startswith('geolink'))))\n"
     )
@@ -189,7 +189,7 @@ def test_a_nan_model_fails_parity_and_is_refused_wherever_it_embeds(exported, tm
 
 
 def test_encoder_contract_round_trip_legacy_files_and_bad_metadata():
-    from geolink.index.contract import EncoderContract
+    from geolink.deploy.contract import EncoderContract
 
     c = EncoderContract(backbone="b", img_size=56, out_dim=64, checkpoint_sha256="f" * 64)
     assert EncoderContract.from_metadata(c.to_metadata(), "x.onnx") == c

@@ -29,8 +29,8 @@ def _write_geotiff(path, data, transform, crs, nodata=None):
 def test_geotiff_geographic_tiling_hand_computed(tmp_path):
     from affine import Affine
 
-    from geolink.index.geo import metres_per_degree
-    from geolink.index.tiles import tiles_from_geotiff
+    from geolink.deploy.geo import metres_per_degree
+    from geolink.deploy.tiles import tiles_from_geotiff
 
     lat0, lon0, n = 47.0, 8.0, 120
     m_lat, m_lon = metres_per_degree(47.0 - 60 * 1e-4)  # metres per degree at the raster centre
@@ -58,7 +58,7 @@ def test_geotiff_projected_stride_and_nodata(tmp_path):
     from affine import Affine
     from rasterio.warp import transform as warp
 
-    from geolink.index.tiles import tiles_from_geotiff
+    from geolink.deploy.tiles import tiles_from_geotiff
 
     data = np.full((3, 100, 100), 90, dtype=np.uint8)
     data[:, :, 50:] = 0  # right half is nodata

@@ -10,11 +10,11 @@ import pytest
 from PIL import Image
 
 from geolink.data.images import decode_image
+from geolink.deploy import store
+from geolink.deploy.geo import exif_gps, haversine_m, lookup_position, read_coords_csv
+from geolink.deploy.store import TileIndex
+from geolink.deploy.tiles import Tile, tiles_from_folder
 from geolink.errors import DataError, GeoLinkError
-from geolink.index import store
-from geolink.index.geo import exif_gps, haversine_m, lookup_position, read_coords_csv
-from geolink.index.store import TileIndex
-from geolink.index.tiles import Tile, tiles_from_folder
 
 MODEL = {"name": "t", "backbone": "b", "img_size": 8, "out_dim": 16, "checkpoint_sha256": "aa"}
 
@@ -214,8 +214,8 @@ def test_one_earth_radius_for_metrics_localizer_tiles_and_synthetic_coordinates(
     """#11: the evaluator (MA@m), the localizer and the synthetic benchmark measured metres on
     two different spheres (6378.137 km and 6371.0088 km): 0.1 % apart."""
     import geolink.data.synthetic.cameras as cameras
+    import geolink.deploy.geo as geo
     import geolink.evaluate.metrics as metrics
-    import geolink.index.geo as geo
 
     assert metrics.haversine_m is geo.haversine_m
     assert cameras.enu_to_latlon.__module__ == geo.haversine_m.__module__ == "geolink.utils.geodesy"

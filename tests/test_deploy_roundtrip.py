@@ -12,9 +12,9 @@ import pytest
 import timm  # noqa: F401
 import torch
 
-from geolink.index.geo import read_coords_csv
-from geolink.index.localizer import Localizer
-from geolink.index.tiles import read_image
+from geolink.deploy.geo import read_coords_csv
+from geolink.deploy.localizer import Localizer
+from geolink.deploy.tiles import read_image
 
 REGION = "campus"
 
@@ -24,7 +24,7 @@ def _train_tiny(region_root: Path, out: Path, steps: int = 60) -> Path:
     with the package's InfoNCE, and save it as a GeoLink checkpoint."""
     from geolink.checkpoint import save_model
     from geolink.config import load_config, to_yaml
-    from geolink.index.encoders import preprocess
+    from geolink.deploy.encoders import preprocess
     from geolink.losses import info_nce
     from geolink.models.geolink import GeoLink
 
@@ -64,8 +64,8 @@ def trained(synth_tiny, tmp_path_factory):
 
 
 def test_drone_views_retrieve_their_tile(trained, tmp_path):
-    from geolink.index import store, tiles
-    from geolink.index.encoders import TorchEncoder
+    from geolink.deploy import store, tiles
+    from geolink.deploy.encoders import TorchEncoder
 
     region, ckpt = trained
     gps = region / "gps.csv"

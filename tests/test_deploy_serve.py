@@ -14,10 +14,10 @@ from PIL import Image
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from geolink.index import store, tiles_from_folder  # noqa: E402
-from geolink.index.encoders import TorchEncoder  # noqa: E402
-from geolink.index.localizer import Localizer  # noqa: E402
-from geolink.serve.app import create_app  # noqa: E402
+from geolink.deploy import store, tiles_from_folder  # noqa: E402
+from geolink.deploy.encoders import TorchEncoder  # noqa: E402
+from geolink.deploy.localizer import Localizer  # noqa: E402
+from geolink.deploy.serve.app import create_app  # noqa: E402
 from geolink.testing.deploy import (  # noqa: E402
     drone_view,
     make_checkpoint,

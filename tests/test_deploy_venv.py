@@ -41,7 +41,7 @@ def deploy_venv(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    from geolink.export import export_onnx
+    from geolink.deploy.export import export_onnx
     from geolink.testing.deploy import drone_view, make_checkpoint, make_tiles, textured_tile
 
     root = tmp_path_factory.mktemp("deploy_data")
@@ -82,7 +82,9 @@ def test_deploy_extra_alone_serves_an_onnx_export(deploy_venv, exported, tmp_pat
         json.loads(text) if text.startswith("[") else [json.loads(x) for x in text.splitlines()]
     )
     assert len(results) == 3 and all(res["matches"] for res in results)
-    subprocess.run([py, "-c", "import geolink.serve.app, geolink.index.localizer"], check=True)
+    subprocess.run(
+        [py, "-c", "import geolink.deploy.serve.app, geolink.deploy.localizer"], check=True
+    )
     # a torch-only command names the extra to install instead of a traceback
     r = _run(deploy_venv, "eval", "--checkpoint", "x", "--dataset", "synthetic", "--root", "y",
              "--out", str(tmp_path / "e"))  # fmt: skip

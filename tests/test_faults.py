@@ -103,7 +103,7 @@ def test_export_over_a_folder_or_another_checkpoints_export(tmp_path):
     """An export path that is a folder gave InvalidProtobuf; an older export of another
     checkpoint was kept and then failed parity with a misleading message."""
     pytest.importorskip("onnxruntime")
-    from geolink.export import export_onnx
+    from geolink.deploy.export import export_onnx
     from geolink.testing.deploy import make_checkpoint
 
     a = make_checkpoint(tmp_path / "a.safetensors", seed=0)

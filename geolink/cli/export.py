@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from geolink.export import FORMATS, export_onnx, parity_check
+    from geolink.deploy.export import FORMATS, export_onnx, parity_check
 
     if args.format not in FORMATS:
         raise GeoLinkError(

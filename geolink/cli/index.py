@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from geolink.deploy.store import INDEX_TYPES
 from geolink.errors import GeoLinkError
-from geolink.index.store import INDEX_TYPES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -46,8 +46,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # CPU-feature probing chatter
-    from geolink.index import store, tiles
-    from geolink.index.encoders import load_encoder
+    from geolink.deploy import store, tiles
+    from geolink.deploy.encoders import load_encoder
 
     if args.geotiff:
         if args.tile_size is None:

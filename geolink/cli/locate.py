@@ -34,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _expand(items: list[str]) -> list[Path]:
-    from geolink.index.tiles import IMAGE_EXTS, find_images
+    from geolink.deploy.tiles import IMAGE_EXTS, find_images
 
     paths: list[Path] = []
     for item in items:
@@ -56,8 +56,8 @@ def _fmt(v: float | None, digits: int) -> str:
 
 def run(args: argparse.Namespace) -> int:
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # CPU-feature probing chatter
-    from geolink.index.geo import read_coords_csv
-    from geolink.index.localizer import Localizer
+    from geolink.deploy.geo import read_coords_csv
+    from geolink.deploy.localizer import Localizer
 
     paths = _expand(args.images)
     coords = read_coords_csv(args.coords) if args.coords else None

@@ -24,9 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # CPU-feature probing chatter
+    from geolink.deploy.localizer import Localizer
+    from geolink.deploy.serve.app import serve
     from geolink.errors import ConfigError
-    from geolink.index.localizer import Localizer
-    from geolink.serve.app import serve
 
     # checked before the index and model load: a server that refuses everything is no server
     if not args.max_mb > 0:

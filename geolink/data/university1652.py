@@ -36,8 +36,8 @@ TEST_FOLDERS = ("query_drone", "gallery_satellite", "query_satellite", "gallery_
 
 def read_gps_csv(path: Path) -> dict[str, tuple[float, float]]:
     """Read a ``name,lat,lon`` CSV (header required; extra columns ignored) -> {name: (lat, lon)}
-    with the project's one coordinates reader (:func:`geolink.index.geo.read_coords_csv`)."""
-    from geolink.index.geo import read_coords_csv
+    with the project's one coordinates reader (:func:`geolink.deploy.geo.read_coords_csv`)."""
+    from geolink.deploy.geo import read_coords_csv
 
     return {name: (c["lat"], c["lon"]) for name, c in read_coords_csv(path).items()}
 

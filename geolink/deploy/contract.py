@@ -1,7 +1,7 @@
 """The ONNX contract, in one typed place: what an exported 2D encoder expects and returns.
 
 ``geolink export`` writes it into the ONNX file's metadata (one JSON value, numbers as numbers);
-the torch-free :class:`~geolink.index.encoders.OnnxEncoder` reads it back and preprocesses with
+the torch-free :class:`~geolink.deploy.encoders.OnnxEncoder` reads it back and preprocesses with
 it. Files from before the JSON contract (``geolink-onnx-v1``: every field a string, mean/std
 comma-joined) are still read. No torch here.
 """

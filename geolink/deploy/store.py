@@ -23,8 +23,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from geolink.deploy.tiles import Tile
 from geolink.errors import DataError, GeoLinkError, MissingDependencyError
-from geolink.index.tiles import Tile
 from geolink.registries import INDEX_TYPES
 from geolink.utils.io import atomic_path
 
@@ -240,7 +240,7 @@ class TileIndex:
 
 # ----------------------------------------------------------------------------- pipeline step
 class Embedder(Protocol):
-    """What :func:`main` needs from an encoder (see :mod:`geolink.index.encoders`)."""
+    """What :func:`main` needs from an encoder (see :mod:`geolink.deploy.encoders`)."""
 
     info: dict[str, Any]
 

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from geolink.data.images import load_image, to_rgb8
+from geolink.deploy.geo import metres_per_degree, read_coords_csv
 from geolink.errors import DataError, MissingDependencyError
-from geolink.index.geo import metres_per_degree, read_coords_csv
 
 log = logging.getLogger(__name__)
 

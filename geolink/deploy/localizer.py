@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 
 from geolink.data.images import decode_image, read_image_bytes
+from geolink.deploy.encoders import OnnxEncoder, TorchEncoder, load_encoder
+from geolink.deploy.geo import exif_gps, haversine_m, lookup_position
+from geolink.deploy.store import TileIndex
 from geolink.errors import DataError, GeoLinkError
-from geolink.index.encoders import OnnxEncoder, TorchEncoder, load_encoder
-from geolink.index.geo import exif_gps, haversine_m, lookup_position
-from geolink.index.store import TileIndex
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from geolink.deploy.contract import ONNX_FORMAT, EncoderContract  # noqa: F401 - re-exported
 from geolink.errors import DataError, GeoLinkError, MissingDependencyError
-from geolink.index.contract import ONNX_FORMAT, EncoderContract  # noqa: F401 - re-exported
 from geolink.utils.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)

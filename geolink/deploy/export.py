@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from geolink.checkpoint import load_image_encoder
+from geolink.deploy.contract import EncoderContract
 from geolink.errors import DataError, GeoLinkError, MissingDependencyError
-from geolink.index.contract import EncoderContract
 from geolink.utils.io import atomic_path
 
 log = logging.getLogger(__name__)

@@ -20,10 +20,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from geolink import __version__
 from geolink.data.images import decode_image
+from geolink.deploy.geo import exif_gps
+from geolink.deploy.localizer import Localizer
+from geolink.deploy.tiles import read_tile_source
 from geolink.errors import ConfigError, DataError, GeoLinkError
-from geolink.index.geo import exif_gps
-from geolink.index.localizer import Localizer
-from geolink.index.tiles import read_tile_source
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,9 @@ def create_app(
         version=__version__,
         description="Localize drone images against an index of geo-referenced satellite tiles.",
     )
-    page = (resources.files("geolink.serve") / "static" / "index.html").read_text(encoding="utf-8")
+    page = (resources.files("geolink.deploy.serve") / "static" / "index.html").read_text(
+        encoding="utf-8"
+    )
     index = localizer.index
 
     @app.exception_handler(Exception)

@@ -1,0 +1,1 @@
+"""The localization HTTP service (FastAPI) and its upload page; see :mod:`geolink.deploy.serve.app`."""

@@ -1,1 +1,0 @@
-"""The localization HTTP service (FastAPI) and its upload page; see :mod:`geolink.serve.app`."""
