@@ -27,6 +27,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     model.add_argument("--onnx", help="ONNX encoder from `geolink export` (runs on onnxruntime)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
     p.add_argument("--device", default="cpu", help="torch device for --checkpoint")
+    ref = p.add_argument_group("refinement (a position inside the tile; docs/deployment.md)")
+    ref.add_argument(
+        "--refine", action="store_true",
+        help="verify the top tiles with local features (SIFT + RANSAC), re-rank them and refine "
+        "the position inside the best verified tile; the tile centre stays when none verifies",
+    )  # fmt: skip
+    ref.add_argument("--refine-k", type=int, help="tiles to verify (default: --top-k)")
+    cam = ref.add_mutually_exclusive_group()
+    cam.add_argument(
+        "--hfov", type=float,
+        help="horizontal field of view (degrees) of the queries' pinhole camera: with it the "
+        "refined position is the drone's nadir point (from its pose), not the image centre",
+    )  # fmt: skip
+    cam.add_argument(
+        "--intrinsics", metavar="FX,FY,CX,CY",
+        help="the queries' pinhole intrinsics in their own pixels (instead of --hfov)",
+    )  # fmt: skip
     p.add_argument(
         "--skip-corrupt", action="store_true",
         help="localize the readable images and list the unreadable ones (exit status 1)",
@@ -65,7 +82,10 @@ def run(args: argparse.Namespace) -> int:
         args.index, args.checkpoint, args.onnx, device=args.device, threads=args.threads
     )
     skipped: list | None = [] if args.skip_corrupt else None
-    results = loc.locate_paths(paths, top_k=args.top_k, coords=coords, skipped=skipped)
+    refine, camera = _refine_settings(args)
+    results = loc.locate_paths(
+        paths, top_k=args.top_k, coords=coords, skipped=skipped, refine=refine, camera=camera
+    )
     status = 1 if skipped else 0
     for path, reason in skipped or []:
         print(f"skipped {path}: {reason}", file=sys.stderr)
@@ -75,20 +95,26 @@ def run(args: argparse.Namespace) -> int:
     errors = []
     for r in results:
         head = f"{r.query}: {_fmt(r.lat, 6)}, {_fmt(r.lon, 6)}"
+        if refine is not None:
+            head += f"  [{_describe(r)}]"
         if r.error_m is not None:
             head += f"  (error {r.error_m:.1f} m vs {r.known_source})"
             errors.append(r.error_m)
         print(head)
-        print("  rank  tile                      score      lat          lon          dist_m")
+        extra = "  inliers" if refine is not None else ""
+        print(
+            f"  rank  tile                      score      lat          lon          dist_m{extra}"
+        )
         for m in r.matches:
-            print(
+            line = (
                 f"  {m.rank:>4}  {m.tile_id:<24}  {m.score:.4f}  {_fmt(m.lat, 6):>11}  "
                 f"{_fmt(m.lon, 6):>11}  {_fmt(m.distance_m, 1):>8}"
             )
+            print(line + (f"  {'-' if m.inliers is None else m.inliers:>7}" if extra else ""))
     if errors:
         import statistics
 
-        ms = sum(r.timing_ms["embed"] + r.timing_ms["search"] for r in results) / len(results)
+        ms = sum(sum(r.timing_ms.values()) for r in results) / len(results)
         print(
             f"{len(results)} images, {len(errors)} with a known position: median error "
             f"{statistics.median(errors):.1f} m, mean {statistics.fmean(errors):.1f} m; "
@@ -97,3 +123,46 @@ def run(args: argparse.Namespace) -> int:
     if skipped:
         print(f"{len(skipped)} unreadable image(s) skipped", file=sys.stderr)
     return status
+
+
+def _refine_settings(args: argparse.Namespace):
+    """(RefineConfig or None, image -> K or None) from the refinement flags."""
+    if not args.refine:
+        if args.refine_k is not None or args.hfov is not None or args.intrinsics is not None:
+            raise DataError("--refine-k, --hfov and --intrinsics need --refine")
+        return None, None
+    import numpy as np
+
+    from geolink.deploy.refine import RefineConfig
+    from geolink.utils.camera import intrinsics
+
+    refine = RefineConfig(top_k=args.top_k if args.refine_k is None else args.refine_k)
+    if args.hfov is not None:
+        if not 0 < args.hfov < 180:
+            raise DataError(f"--hfov must be between 0 and 180 degrees, got {args.hfov}")
+        return refine, lambda im: intrinsics(im.shape[1], im.shape[0], args.hfov)
+    if args.intrinsics is not None:
+        try:
+            fx, fy, cx, cy = (float(v) for v in args.intrinsics.split(","))
+        except ValueError:
+            raise DataError(
+                f"--intrinsics must be four numbers FX,FY,CX,CY, got {args.intrinsics!r}"
+            ) from None
+        if fx <= 0 or fy <= 0:
+            raise DataError(f"--intrinsics: focal lengths must be positive, got {fx}, {fy}")
+        K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]])
+        return refine, lambda im: K
+    return refine, None
+
+
+def _describe(r) -> str:
+    """One phrase on where the estimate comes from."""
+    f = r.refinement or {}
+    if not f.get("ok"):
+        return f"tile centre: {f.get('reason', 'not refined')}"
+    text = f"{r.position.replace('_', ' ')} in {f['tile_id']}, {f['inliers']} inliers"
+    if f.get("uncertainty_m") is not None:
+        text += f", ±{f['uncertainty_m']:.1f} m"
+    if f.get("altitude_m") is not None:
+        text += f", {f['altitude_m']:.0f} m above ground"
+    return text

@@ -3,7 +3,9 @@
 Used by ``geolink locate`` and ``geolink serve``. The position estimate is the centre of the
 best-matching tile; when the query's true position is known (EXIF GPS or a coordinates CSV) the
 error in metres is reported. Retrieval alone cannot place the drone inside the tile: the error
-floor is about half the tile footprint.
+floor is about half the tile footprint. With ``refine`` (:mod:`geolink.deploy.refine`) the top-k
+tiles are verified with local features and re-ranked, and the estimate becomes a position inside
+the best verified tile; when none verifies, the tile centre stays, and the result says so.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,9 @@ import numpy as np
 from geolink.data.images import decode_image, read_image_bytes
 from geolink.deploy.encoders import OnnxEncoder, TorchEncoder, load_encoder
 from geolink.deploy.geo import exif_gps, haversine_m, lookup_position
+from geolink.deploy.refine import RefineConfig, Refiner, rerank
 from geolink.deploy.store import TileIndex
+from geolink.deploy.tiles import read_tile_source
 from geolink.errors import DataError, GeoLinkError
 
 log = logging.getLogger(__name__)
@@ -37,14 +41,18 @@ class Match:
     lon: float | None
     footprint_m: float | None
     distance_m: float | None = None  # to the query's known position
+    inliers: int | None = None  # geometric verification (refine only)
+    retrieval_rank: int | None = None  # rank before re-ranking (refine only)
 
 
 @dataclass
 class LocateResult:
     query: str
     matches: list[Match]
-    lat: float | None  # estimate: centre of the best tile
+    lat: float | None  # estimate: centre of the best tile, or the refined position
     lon: float | None
+    position: str = "tile_centre"  # "tile_centre" | "nadir" (pose) | "image_centre" (homography)
+    refinement: dict[str, Any] | None = None  # the best tile's fix, or why none verified
     known_lat: float | None = None
     known_lon: float | None = None
     known_source: str | None = None  # "exif" | "csv" | "request"
@@ -69,6 +77,7 @@ class Localizer:
         self.index = index
         self.encoder = encoder
         self._lock = threading.Lock()
+        self._refiner: Refiner | None = None
 
     @classmethod
     def from_paths(
@@ -115,14 +124,23 @@ class Localizer:
         names: Sequence[str] | None = None,
         known: Sequence[tuple[float, float] | None] | None = None,
         known_source: str = "request",
+        refine: RefineConfig | None = None,
+        intrinsics: Sequence[np.ndarray | None] | None = None,
     ) -> list[LocateResult]:
-        """uint8 RGB images (H, W, 3) -> one :class:`LocateResult` per image (top-k, best first)."""
+        """uint8 RGB images (H, W, 3) -> one :class:`LocateResult` per image (top-k, best first).
+
+        With ``refine``, the first ``refine.top_k`` tiles are verified and re-ranked and the
+        position is refined inside the best verified one; ``intrinsics`` (a 3x3 K per image, in
+        the image's own pixels, or None) turn the image-centre estimate into the drone's nadir
+        point (see :mod:`geolink.deploy.refine`).
+        """
         if not images:
             return []
         if top_k < 1:
             raise GeoLinkError(f"top-k must be >= 1, got {top_k}")
         names = list(names) if names is not None else [f"image{i}" for i in range(len(images))]
         known = list(known) if known is not None else [None] * len(images)
+        Ks = list(intrinsics) if intrinsics is not None else [None] * len(images)
         with self._lock:
             t0 = time.perf_counter()
             emb = self.encoder.embed(images)
@@ -130,10 +148,47 @@ class Localizer:
             scores, rows = self.index.search(emb, top_k)
             t2 = time.perf_counter()
         per = {"embed": 1e3 * (t1 - t0) / len(images), "search": 1e3 * (t2 - t1) / len(images)}
-        return [
-            self._result(n, s, r, kn, known_source, per)
-            for n, s, r, kn in zip(names, scores, rows, known, strict=True)
+        results = [
+            self._result(n, s, r, None, known_source, per)
+            for n, s, r in zip(names, scores, rows, strict=True)
         ]
+        if refine is not None:
+            for res, image, K in zip(results, images, Ks, strict=True):
+                self._refine(res, image, K, refine)
+        for res, kn in zip(results, known, strict=True):
+            if kn is not None:
+                _set_known(res, kn, known_source)
+        return results
+
+    def _refine(
+        self, res: LocateResult, image: np.ndarray, K: np.ndarray | None, conf: RefineConfig
+    ) -> None:
+        """Verify the top tiles of ``res``, re-rank them and refine its position in place."""
+        t0 = time.perf_counter()
+        head, tail = res.matches[: conf.top_k], res.matches[conf.top_k :]
+        records = [self.index.tile(m.tile_id) for m in head]
+        with self._lock:
+            if self._refiner is None or self._refiner.conf != conf:
+                self._refiner = Refiner(conf)
+            fixes = self._refiner.refine(
+                image, [(r, lambda r=r: read_tile_source(r["source"])) for r in records], K
+            )
+        order = rerank(fixes)
+        for m, f in zip(head, fixes, strict=True):
+            m.inliers, m.retrieval_rank = f.inliers, m.rank
+        res.matches = [head[i] for i in order] + tail
+        for rank, m in enumerate(res.matches, start=1):
+            m.rank = rank
+        best = fixes[order[0]] if fixes else None
+        if best is not None and best.ok:
+            res.lat, res.lon = best.lat, best.lon
+            res.position = "nadir" if best.method == "pose" else "image_centre"
+            res.refinement = best.to_dict()
+        elif best is not None:
+            reasons = sorted({f.reason for f in fixes if f.reason})
+            res.refinement = {"ok": False, "reason": "; ".join(reasons), "tiles": len(fixes)}
+            log.info("%s: no tile verified (%s); keeping the tile centre", res.query, reasons[0])
+        res.timing_ms["refine"] = 1e3 * (time.perf_counter() - t0)
 
     def locate_paths(
         self,
@@ -142,11 +197,14 @@ class Localizer:
         coords: dict[str, dict[str, float]] | None = None,
         batch_size: int = 16,
         skipped: list[tuple[Path, str]] | None = None,
+        refine: RefineConfig | None = None,
+        camera: Callable[[np.ndarray], np.ndarray | None] | None = None,
     ) -> list[LocateResult]:
         """Localize image files. Known positions come from ``coords`` (by file name, stem or
         parent folder) or else from the file's EXIF GPS. An unreadable image raises
         :class:`DataError`, unless a ``skipped`` list is given: then it is appended there as
-        (path, reason) and the others are still localized."""
+        (path, reason) and the others are still localized. ``refine`` and ``camera`` (image ->
+        its 3x3 K, or None) are passed on to :meth:`locate`."""
         out: list[LocateResult] = []
         for s in range(0, len(paths), batch_size):
             chunk, images, raw = [], [], []
@@ -161,7 +219,10 @@ class Localizer:
                     continue
                 chunk.append(p)
                 raw.append(data)
-            results = self.locate(images, top_k, names=[str(p) for p in chunk])
+            Ks = [camera(im) for im in images] if camera is not None else None
+            results = self.locate(
+                images, top_k, names=[str(p) for p in chunk], refine=refine, intrinsics=Ks
+            )
             for p, data, res in zip(chunk, raw, results, strict=True):
                 pos, src = (lookup_position(p, coords), "csv") if coords else (None, None)
                 if pos is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from geolink.utils.camera import intrinsics  # noqa: F401 - re-exported
 from geolink.utils.geodesy import enu_to_latlon, latlon_to_enu  # noqa: F401 - re-exported
 
 
@@ -30,12 +31,6 @@ def look_at(eye: np.ndarray, target: np.ndarray, up=(0.0, 0.0, 1.0)) -> np.ndarr
     T = np.eye(4)
     T[:3, 0], T[:3, 1], T[:3, 2], T[:3, 3] = x, y, z, eye
     return T
-
-
-def intrinsics(width: int, height: int, hfov_deg: float) -> np.ndarray:
-    """3x3 pinhole K with square pixels and the principal point at the image centre."""
-    f = width / (2 * np.tan(np.deg2rad(hfov_deg) / 2))
-    return np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1.0]])
 
 
 def satellite_pose(center_xyz: np.ndarray, height_m: float) -> np.ndarray:

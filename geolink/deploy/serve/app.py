@@ -22,8 +22,10 @@ from geolink import __version__
 from geolink.data.images import decode_image
 from geolink.deploy.geo import exif_gps
 from geolink.deploy.localizer import Localizer
+from geolink.deploy.refine import RefineConfig
 from geolink.deploy.tiles import read_tile_source
 from geolink.errors import ConfigError, DataError, GeoLinkError
+from geolink.utils.camera import intrinsics
 
 log = logging.getLogger(__name__)
 
@@ -144,11 +146,20 @@ def create_app(
         top_k: int = Query(default_top_k, ge=1, le=max_top_k, description="tiles to return"),
         lat: float | None = Query(None, ge=-90, le=90, description="known latitude (optional)"),
         lon: float | None = Query(None, ge=-180, le=180, description="known longitude (optional)"),
+        refine: bool = Query(False, description="verify the top tiles and refine the position"),
+        hfov: float | None = Query(
+            None, gt=0, lt=180, description="camera field of view (degrees): nadir point"
+        ),
     ) -> dict[str, Any]:
         t0 = time.perf_counter()
         data = _read_upload(file, max_bytes)
         known = (lat, lon) if lat is not None and lon is not None else None
-        return _locate_upload(localizer, data, file.filename or "upload", top_k, known, t0)
+        if hfov is not None and not refine:
+            raise HTTPException(422, "hfov needs refine=true")
+        conf = RefineConfig(top_k=top_k) if refine else None
+        return _locate_upload(
+            localizer, data, file.filename or "upload", top_k, known, t0, conf, hfov
+        )
 
     @app.get("/tiles/{tile_id}/image", summary="a JPEG thumbnail of a gallery tile")
     def tile_image(tile_id: str, size: int = Query(192, ge=16, le=1024)) -> Response:
@@ -175,6 +186,7 @@ def _health(localizer: Localizer, max_bytes: int) -> dict[str, Any]:
 def _locate_upload(
     localizer: Localizer, data: bytes, name: str, top_k: int,
     known: tuple[float, float] | None, t0: float,
+    refine: RefineConfig | None = None, hfov: float | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The /locate answer for one uploaded image; the known position comes from the request or
     else from the image's EXIF GPS."""
@@ -186,9 +198,11 @@ def _locate_upload(
     if known is None and (gps := exif_gps(data)) is not None:
         known, source = gps, "exif"
     try:
+        K = intrinsics(image.shape[1], image.shape[0], hfov) if hfov is not None else None
         (res,) = localizer.locate(
-            [image], top_k, names=[name], known=[known], known_source=source or "request"
-        )
+            [image], top_k, names=[name], known=[known], known_source=source or "request",
+            refine=refine, intrinsics=[K],
+        )  # fmt: skip
     except GeoLinkError as e:
         raise HTTPException(400, str(e)) from None
     out = res.to_dict()
