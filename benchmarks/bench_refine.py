@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from geolink.deploy.mission import error_stats
+
 
 def _truth(data: Path) -> dict[str, dict]:
     """Drone image path -> {lat, lon (camera centre), K, location}."""
@@ -54,19 +56,6 @@ def _truth(data: Path) -> dict[str, dict]:
                 "footprint_m": float(d["satellite"]["footprint_m"]),
             }
     return out
-
-
-def _stats(errors: list[float]) -> dict[str, float]:
-    if not errors:
-        return {"n": 0}
-    e = np.asarray(errors)
-    return {
-        "n": len(e),
-        "median": float(np.median(e)),
-        "p90": float(np.percentile(e, 90)),
-        "within25": float(np.mean(e <= 25) * 100),
-        "within50": float(np.mean(e <= 50) * 100),
-    }
 
 
 def bench_region(data: Path, checkpoint: Path, args: argparse.Namespace) -> dict:
@@ -125,11 +114,11 @@ def _summary(rows: list[dict]) -> dict:
         "r1": 100 * len(right) / len(rows),
         "r1_reranked": 100 * sum(r["right_after"] for r in rows) / len(rows),
         "refined_share": 100 * len(refined) / len(rows),
-        "tile_right": _stats([r["tile_err"] for r in right]),
-        "refined_right": _stats([r["ref_err"] for r in right]),
-        "tile_all": _stats([r["tile_err"] for r in rows]),
-        "refined_all": _stats([r["ref_err"] for r in rows]),
-        "refined_verified": _stats([r["ref_err"] for r in refined]),
+        "tile_right": error_stats([r["tile_err"] for r in right]),
+        "refined_right": error_stats([r["ref_err"] for r in right]),
+        "tile_all": error_stats([r["tile_err"] for r in rows]),
+        "refined_all": error_stats([r["ref_err"] for r in rows]),
+        "refined_verified": error_stats([r["ref_err"] for r in refined]),
         "verified_wrong": sum(r["refined"] and not r["right_after"] for r in rows),
         "within_2sigma": (
             100 * np.mean([r["ref_err"] <= 2 * r["sigma"] for r in covered]) if covered else None
@@ -144,7 +133,7 @@ def _table(region: str, s: dict) -> str:
         if not st.get("n"):
             return f"| {name} | 0 | - | - | - | - |"
         return (
-            f"| {name} | {st['n']} | {st['median']:.1f} | {st['p90']:.1f} | "
+            f"| {name} | {st['n']} | {st['median_m']:.1f} | {st['p90_m']:.1f} | "
             f"{st['within25']:.0f} % | {st['within50']:.0f} % |"
         )
 

@@ -199,3 +199,29 @@ def test_service_refines_on_request(map_index, ground):
     assert client.post("/locate?hfov=60", files=files).status_code == 422
     plain = client.post("/locate?top_k=9", files=files).json()
     assert plain["position"] == "tile_centre" and plain["refinement"] is None
+
+
+def test_service_map_is_the_index_tiles(map_index, ground):
+    """/map.png pastes the tiles where /map.json's frame says they are: the map's pixels at a
+    position match the ground there."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from geolink.deploy.mapview import MapFrame
+    from geolink.deploy.serve.app import create_app
+
+    _, _, loc, _ = map_index
+    client = TestClient(create_app(loc))
+    f = client.get("/map.json").json()
+    frame = MapFrame(tuple(f["origin"]), f["x0"], f["y1"], f["scale"], f["width"], f["height"])
+    png = client.get("/map.png")
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    img = cv2.cvtColor(cv2.imdecode(np.frombuffer(png.content, np.uint8), 1), cv2.COLOR_BGR2RGB)
+    assert img.shape == (frame.height, frame.width, 3) and max(img.shape) <= 1024
+    expect = cv2.resize(ground, (frame.width, frame.height), interpolation=cv2.INTER_AREA)
+    for east, north in [(-300.0, 250.0), (0.0, 0.0), (200.0, -320.0)]:
+        lat, lon = enu_to_latlon(east, north, ORIGIN)
+        c, r = frame.to_px(lat, lon)
+        assert np.abs(img[r, c].astype(int) - expect[r, c].astype(int)).max() <= 40
+    # and the whole mosaic is the map resized (to a pixel of registration)
+    assert np.median(np.abs(img.astype(int) - expect.astype(int))) <= 12

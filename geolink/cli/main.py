@@ -30,6 +30,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "study": ("study", "the multi-seed ablation study on the synthetic benchmark"),
     "index": ("index", "embed geo-referenced satellite tiles into a FAISS index"),
     "locate": ("locate", "localize drone images against an index"),
+    "track": ("track", "track a flight's frames against an index (particle filter)"),
     "serve": ("serve", "HTTP service + web page for localization"),
     "export": ("export", "export the 2D encoder (ONNX)"),
 }

@@ -24,7 +24,7 @@ import numpy as np
 from geolink.data.images import decode_image, read_image_bytes
 from geolink.deploy.encoders import OnnxEncoder, TorchEncoder, load_encoder
 from geolink.deploy.geo import exif_gps, haversine_m, lookup_position
-from geolink.deploy.refine import RefineConfig, Refiner, rerank
+from geolink.deploy.refine import RefineConfig, Refiner, TileFix, rerank
 from geolink.deploy.store import TileIndex
 from geolink.deploy.tiles import read_tile_source
 from geolink.errors import DataError, GeoLinkError
@@ -78,6 +78,7 @@ class Localizer:
         self.encoder = encoder
         self._lock = threading.Lock()
         self._refiner: Refiner | None = None
+        self._centres: np.ndarray | None = None  # (N, 2) tile lat/lon, for nearest_tiles
 
     @classmethod
     def from_paths(
@@ -166,13 +167,7 @@ class Localizer:
         """Verify the top tiles of ``res``, re-rank them and refine its position in place."""
         t0 = time.perf_counter()
         head, tail = res.matches[: conf.top_k], res.matches[conf.top_k :]
-        records = [self.index.tile(m.tile_id) for m in head]
-        with self._lock:
-            if self._refiner is None or self._refiner.conf != conf:
-                self._refiner = Refiner(conf)
-            fixes = self._refiner.refine(
-                image, [(r, lambda r=r: read_tile_source(r["source"])) for r in records], K
-            )
+        fixes = self.verify(image, [m.tile_id for m in head], K, conf)
         order = rerank(fixes)
         for m, f in zip(head, fixes, strict=True):
             m.inliers, m.retrieval_rank = f.inliers, m.rank
@@ -189,6 +184,34 @@ class Localizer:
             res.refinement = {"ok": False, "reason": "; ".join(reasons), "tiles": len(fixes)}
             log.info("%s: no tile verified (%s); keeping the tile centre", res.query, reasons[0])
         res.timing_ms["refine"] = 1e3 * (time.perf_counter() - t0)
+
+    def verify(
+        self,
+        image: np.ndarray,
+        tile_ids: Sequence[str],
+        K: np.ndarray | None,
+        conf: RefineConfig,
+    ) -> list[TileFix]:
+        """Refine ``image`` against the given tiles of the index (see :mod:`.refine`)."""
+        records = [self.index.tile(t) for t in tile_ids]
+        with self._lock:
+            if self._refiner is None or self._refiner.conf != conf:
+                self._refiner = Refiner(conf)
+            return self._refiner.refine(
+                image, [(r, lambda r=r: read_tile_source(r["source"])) for r in records], K
+            )
+
+    def nearest_tiles(self, lat: float, lon: float, n: int) -> list[str]:
+        """Ids of the ``n`` tiles whose centres are nearest to (lat, lon)."""
+        if self._centres is None:
+            pos = [(t.get("lat"), t.get("lon")) for t in self.index.tiles]
+            self._centres = np.array(
+                [(np.nan, np.nan) if a is None or b is None else (a, b) for a, b in pos], np.float64
+            )
+        d = haversine_m(lat, lon, self._centres[:, 0], self._centres[:, 1])
+        d = np.where(np.isfinite(d), d, np.inf)
+        order = np.argsort(d)[:n]
+        return [self.index.tiles[int(i)]["id"] for i in order if np.isfinite(d[i])]
 
     def locate_paths(
         self,

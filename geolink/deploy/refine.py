@@ -99,7 +99,8 @@ class Features:
 
 
 class Refiner:
-    """SIFT + RANSAC + IPPE refinement; keeps the features of recently seen tiles.
+    """SIFT + RANSAC + IPPE refinement; keeps the features of recently seen tiles by tile id
+    (ids must be unique: one Refiner per index).
 
     Not thread-safe (OpenCV's detector object): callers serialise (:class:`Localizer` holds a
     lock around it).

@@ -112,14 +112,12 @@ def nadir_camera(east: float, north: float, altitude: float, yaw_deg: float, til
     """world_from_camera (OpenCV axes, local east/north/up metres) of a drone at (east, north,
     altitude) heading ``yaw_deg`` (clockwise from north), tilted ``tilt_deg`` from nadir towards
     its heading. Returns (4x4 pose, the ground point on the optical axis (east, north))."""
-    from geolink.data.synthetic.cameras import look_at
+    from geolink.data.synthetic.cameras import drone_pose
 
-    yaw = np.deg2rad(yaw_deg)
-    heading = np.array([np.sin(yaw), np.cos(yaw), 0.0])
+    T = drone_pose(east, north, altitude, yaw_deg, tilt_deg)
     ahead = altitude * np.tan(np.deg2rad(tilt_deg))
-    eye = np.array([east, north, altitude])
-    target = eye + ahead * heading - [0, 0, altitude]
-    return look_at(eye, target, up=heading), (float(target[0]), float(target[1]))
+    yaw = np.deg2rad(yaw_deg)
+    return T, (float(east + ahead * np.sin(yaw)), float(north + ahead * np.cos(yaw)))
 
 
 def render_plane_view(

@@ -33,6 +33,33 @@ def look_at(eye: np.ndarray, target: np.ndarray, up=(0.0, 0.0, 1.0)) -> np.ndarr
     return T
 
 
+def drone_pose(
+    east: float,
+    north: float,
+    altitude: float,
+    yaw_deg: float,
+    pitch_deg: float,
+    roll_deg: float = 0.0,
+) -> np.ndarray:
+    """world_from_camera (OpenCV axes) of a drone camera at (east, north, altitude).
+
+    Attitude: ``yaw_deg`` is the heading of the image top, clockwise from north; ``pitch_deg``
+    tilts the optical axis from nadir (0) towards that heading; ``roll_deg`` turns the camera
+    about its optical axis (clockwise in the image). A nadir camera with yaw 0 has image right =
+    east and image top = north.
+    """
+    yaw, tilt, roll = np.deg2rad([yaw_deg, pitch_deg, roll_deg])
+    h = np.array([np.sin(yaw), np.cos(yaw), 0.0])  # heading
+    up = np.array([0.0, 0.0, 1.0])
+    x = np.cross(h, up)  # image right
+    y = -np.cos(tilt) * h - np.sin(tilt) * up  # image down
+    z = -np.cos(tilt) * up + np.sin(tilt) * h  # optical axis
+    x, y = np.cos(roll) * x + np.sin(roll) * y, -np.sin(roll) * x + np.cos(roll) * y
+    T = np.eye(4)
+    T[:3, 0], T[:3, 1], T[:3, 2], T[:3, 3] = x, y, z, (east, north, altitude)
+    return T
+
+
 def satellite_pose(center_xyz: np.ndarray, height_m: float) -> np.ndarray:
     """world_from_camera of the nadir camera: image right = east, image down = south."""
     T = np.eye(4)

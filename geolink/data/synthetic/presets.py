@@ -117,20 +117,28 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
     return value
 
 
-def resolve_params(preset: str = "tiny", **overrides: Any) -> SynthParams:
-    """The preset's parameters with ``overrides`` applied (unknown names raise ConfigError)."""
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown synth preset '{preset}'; available: {', '.join(PRESETS)}")
-    fields = {f.name: f for f in dataclasses.fields(SynthParams)}
-    merged = {**PRESETS[preset], **overrides}
+def apply_preset(
+    cls: type, presets: dict[str, dict[str, Any]], preset: str, what: str, **overrides
+):
+    """``cls()`` with the named preset and then ``overrides`` applied, values coerced to the
+    fields' types; an unknown preset or field name is a ConfigError listing the known ones."""
+    if preset not in presets:
+        raise ConfigError(f"unknown {what} preset '{preset}'; available: {', '.join(presets)}")
+    fields = [f.name for f in dataclasses.fields(cls)]
+    merged = {**presets[preset], **overrides}
     unknown = sorted(set(merged) - set(fields))
     if unknown:
         raise ConfigError(
-            f"unknown synth parameter(s) {', '.join(unknown)}; available: {', '.join(fields)}"
+            f"unknown {what} parameter(s) {', '.join(unknown)}; available: {', '.join(fields)}"
         )
-    base = SynthParams()
+    base = cls()
     values = {k: _coerce(k, v, getattr(base, k)) for k, v in merged.items()}
-    p = dataclasses.replace(base, **values)
+    return dataclasses.replace(base, **values)
+
+
+def resolve_params(preset: str = "tiny", **overrides: Any) -> SynthParams:
+    """The preset's parameters with ``overrides`` applied (unknown names raise ConfigError)."""
+    p = apply_preset(SynthParams, PRESETS, preset, "synth", **overrides)
     if p.drone_mode not in ("orbit", "fixed_heights"):
         raise ConfigError(f"drone_mode must be 'orbit' or 'fixed_heights', got '{p.drone_mode}'")
     if p.train_locations < 1 or p.test_locations < 1:

@@ -10,6 +10,7 @@ runs them in its thread pool: concurrent requests are served while one is being 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from importlib import resources
 from typing import Any
@@ -22,6 +23,7 @@ from geolink import __version__
 from geolink.data.images import decode_image
 from geolink.deploy.geo import exif_gps
 from geolink.deploy.localizer import Localizer
+from geolink.deploy.mapview import tile_mosaic, tiles_origin
 from geolink.deploy.refine import RefineConfig
 from geolink.deploy.tiles import read_tile_source
 from geolink.errors import ConfigError, DataError, GeoLinkError
@@ -140,6 +142,21 @@ def create_app(
     def health() -> dict[str, Any]:
         return _health(localizer, max_bytes)
 
+    _add_locate_route(app, localizer, max_bytes, default_top_k, max_top_k)
+    _add_map_routes(app, index)
+
+    @app.get("/tiles/{tile_id}/image", summary="a JPEG thumbnail of a gallery tile")
+    def tile_image(tile_id: str, size: int = Query(192, ge=16, le=1024)) -> Response:
+        return Response(_thumbnail(index, tile_id, size), media_type="image/jpeg")
+
+    return app
+
+
+def _add_locate_route(
+    app: FastAPI, localizer: Localizer, max_bytes: int, default_top_k: int, max_top_k: int
+) -> None:
+    """POST /locate: one uploaded image -> the ``locate --json`` object (refined on request)."""
+
     @app.post("/locate", summary="top-k satellite tiles for one drone image")
     def locate(
         file: UploadFile = File(..., description="drone image (JPEG, PNG, TIFF, BMP, WebP)"),
@@ -161,11 +178,26 @@ def create_app(
             localizer, data, file.filename or "upload", top_k, known, t0, conf, hfov
         )
 
-    @app.get("/tiles/{tile_id}/image", summary="a JPEG thumbnail of a gallery tile")
-    def tile_image(tile_id: str, size: int = Query(192, ge=16, le=1024)) -> Response:
-        return Response(_thumbnail(index, tile_id, size), media_type="image/jpeg")
 
-    return app
+def _add_map_routes(app: FastAPI, index: Any) -> None:
+    """/map.png (the index's tiles as one picture, built on the first request) and /map.json
+    (its frame: lat/lon -> pixel), for the page's map; no external map service."""
+    mosaic: dict[str, Any] = {}
+    lock = threading.Lock()
+
+    def view() -> dict[str, Any]:
+        with lock:
+            if not mosaic:
+                mosaic.update(_map_view(index))
+            return mosaic
+
+    @app.get("/map.json", summary="the map picture's frame: lat/lon -> pixel")
+    def map_frame() -> dict[str, Any]:
+        return view()["frame"]
+
+    @app.get("/map.png", summary="the index's tiles as one picture (no external map service)")
+    def map_png() -> Response:
+        return Response(view()["png"], media_type="image/png")
 
 
 def _health(localizer: Localizer, max_bytes: int) -> dict[str, Any]:
@@ -209,6 +241,19 @@ def _locate_upload(
     out["image"] = {"width": int(image.shape[1]), "height": int(image.shape[0]), "bytes": len(data)}
     out["timing_ms"]["total"] = 1e3 * (time.perf_counter() - t0)
     return out
+
+
+def _map_view(index: Any) -> dict[str, Any]:
+    """The mosaic of the index's tiles as PNG bytes and its frame; 404 when tiles lack positions
+    or footprints."""
+    try:
+        canvas, frame = tile_mosaic(index.tiles, tiles_origin(index.tiles), max_px=1024)
+    except DataError as e:
+        raise HTTPException(404, f"no map: {e}") from None
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise HTTPException(500, "could not encode the map")
+    return {"png": buf.tobytes(), "frame": frame.to_dict()}
 
 
 def _thumbnail(index: Any, tile_id: str, size: int) -> bytes:
