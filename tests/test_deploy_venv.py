@@ -72,7 +72,7 @@ def test_deploy_extra_alone_serves_an_onnx_export(deploy_venv, exported, tmp_pat
     assert present == []  # the role really is without the research stack
     index = tmp_path / "index"
     r = _run(deploy_venv, "index", "--onnx", str(onnx_path), "--tiles", str(tiles),
-             "--coords", str(csv_path), "--out", str(index))  # fmt: skip
+             "--coords", str(csv_path), "--footprint-m", "150", "--out", str(index))  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     r = _run(deploy_venv, "locate", "--onnx", str(onnx_path), "--index", str(index), str(queries),
              "--coords", str(csv_path), "--json")  # fmt: skip
@@ -82,6 +82,14 @@ def test_deploy_extra_alone_serves_an_onnx_export(deploy_venv, exported, tmp_pat
         json.loads(text) if text.startswith("[") else [json.loads(x) for x in text.splitlines()]
     )
     assert len(results) == 3 and all(res["matches"] for res in results)
+    # refinement and tracking need nothing beyond the deploy extra either (OpenCV's SIFT)
+    r = _run(deploy_venv, "locate", "--onnx", str(onnx_path), "--index", str(index), str(queries),
+             "--refine", "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = _run(deploy_venv, "track", str(queries), "--onnx", str(onnx_path), "--index", str(index),
+             "--out", str(tmp_path / "track"), "--particles", "200")  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "track" / "track.png").is_file()
     subprocess.run(
         [py, "-c", "import geolink.deploy.serve.app, geolink.deploy.localizer"], check=True
     )

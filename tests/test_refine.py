@@ -225,3 +225,29 @@ def test_service_map_is_the_index_tiles(map_index, ground):
         assert np.abs(img[r, c].astype(int) - expect[r, c].astype(int)).max() <= 40
     # and the whole mosaic is the map resized (to a pixel of registration)
     assert np.median(np.abs(img.astype(int) - expect.astype(int))) <= 12
+
+
+def test_service_tracks_a_session(map_index, ground):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from geolink.deploy.serve.app import create_app
+
+    _, _, loc, _ = map_index
+    client = TestClient(create_app(loc))
+    answers = []
+    for i in range(4):  # 24 m/s eastwards, 1 s apart
+        east, north = -100.0 + 24 * i, 60.0
+        frame, *_ = _view(ground, east, north, 150.0, yaw=90.0, tilt=0.0)
+        ok, buf = cv2.imencode(".png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        r = client.post("/track/flight-1?dt=1&hfov=60", files={"file": ("f.png", buf.tobytes())})
+        assert r.status_code == 200, r.text
+        answers.append((r.json(), east, north))
+    assert [a["frame"] for a, *_ in answers] == [0, 1, 2, 3]
+    last, east, north = answers[-1]
+    lat, lon = enu_to_latlon(east, north, ORIGIN)
+    assert last["track"] and haversine_m(lat, lon, last["track"]["lat"], last["track"]["lon"]) < 15
+    bad = client.post("/track/flight-1", files={"file": ("x.png", b"not an image")})
+    assert bad.status_code in (415, 422)
+    assert client.delete("/track/flight-1").json()["deleted"] is True
+    assert client.delete("/track/flight-1").json()["deleted"] is False

@@ -160,6 +160,12 @@ def test_track_cli_writes_the_trajectory(flight, capsys):
     assert summary["frames"] == 13 and {"tile", "refined", "track"} <= set(summary)
     png = (out / "track.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    # without poses: tracked all the same, no error lines (nothing to compare with)
+    plain = root / "plain"
+    assert main([*args[:4], "--out", str(plain), "--particles", "500", "--hfov", "70"]) == 0
+    assert "median" not in capsys.readouterr().out
+    summary = json.loads((plain / "summary.json").read_text())
+    assert "track" not in summary and summary["track_config"]["particles"] == 500
 
 
 @pytest.mark.gl

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     with tqdm(total=len(frames), desc="tracking", unit="frame") as bar:
         rows = track_frames(loc, frames, poses, conf, refine, args.interval, args.hfov, bar)
     meta = {"frames_dir": str(args.frames), "index": str(args.index), "refine": refine is not None,
-            "track": conf.__dict__}  # fmt: skip
+            "track_config": conf.__dict__}  # fmt: skip
     s = write_outputs(rows, loc, args.out, meta)
     print(
         f"{len(rows)} frames tracked -> {args.out} (trajectory.csv, trajectory.geojson, track.png)"

@@ -24,6 +24,7 @@ from geolink.data.images import decode_image
 from geolink.deploy.geo import exif_gps
 from geolink.deploy.localizer import Localizer
 from geolink.deploy.mapview import tile_mosaic, tiles_origin
+from geolink.deploy.mission import FlightTracker
 from geolink.deploy.refine import RefineConfig
 from geolink.deploy.tiles import read_tile_source
 from geolink.errors import ConfigError, DataError, GeoLinkError
@@ -144,6 +145,7 @@ def create_app(
 
     _add_locate_route(app, localizer, max_bytes, default_top_k, max_top_k)
     _add_map_routes(app, index)
+    _add_track_routes(app, localizer, max_bytes)
 
     @app.get("/tiles/{tile_id}/image", summary="a JPEG thumbnail of a gallery tile")
     def tile_image(tile_id: str, size: int = Query(192, ge=16, le=1024)) -> Response:
@@ -177,6 +179,53 @@ def _add_locate_route(
         return _locate_upload(
             localizer, data, file.filename or "upload", top_k, known, t0, conf, hfov
         )
+
+
+MAX_TRACK_SESSIONS = 64
+
+
+def _add_track_routes(app: FastAPI, localizer: Localizer, max_bytes: int) -> None:
+    """POST /track/{session}: the frames of one flight, in order, each answered with the
+    tracked estimate (a :class:`FlightTracker` per session); DELETE ends a session."""
+    sessions: dict[str, tuple[FlightTracker, threading.Lock]] = {}
+    lock = threading.Lock()
+
+    @app.post("/track/{session}", summary="the next frame of a flight: the tracked position")
+    def track(
+        session: str,
+        file: UploadFile = File(..., description="the flight's next frame"),
+        dt: float = Query(2.0, gt=0, le=3600, description="seconds since the previous frame"),
+        hfov: float | None = Query(None, gt=0, lt=180, description="camera field of view"),
+    ) -> dict[str, Any]:
+        data = _read_upload(file, max_bytes)
+        try:
+            image = decode_image(data, f"upload '{file.filename or 'frame'}'")
+        except DataError as e:
+            raise HTTPException(422, str(e)) from None
+        with lock:
+            if session not in sessions:
+                if len(sessions) >= MAX_TRACK_SESSIONS:
+                    raise HTTPException(429, f"{MAX_TRACK_SESSIONS} sessions open: delete one")
+                sessions[session] = (
+                    FlightTracker(localizer, refine=RefineConfig()),
+                    threading.Lock(),
+                )
+            tracker, session_lock = sessions[session]
+        K = intrinsics(image.shape[1], image.shape[0], hfov) if hfov is not None else None
+        with session_lock:  # the frames of one flight are a sequence
+            res, single, est = tracker.step(image, dt, K, file.filename or "frame")
+        return {
+            "session": session,
+            "frame": tracker.filter.frame,
+            "track": est.to_dict() if est else None,
+            "refined": bool(single.get("ok")),
+            "locate": res.to_dict(),
+        }
+
+    @app.delete("/track/{session}", summary="end a tracking session")
+    def end_track(session: str) -> dict[str, Any]:
+        with lock:
+            return {"session": session, "deleted": sessions.pop(session, None) is not None}
 
 
 def _add_map_routes(app: FastAPI, index: Any) -> None:
