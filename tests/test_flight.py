@@ -138,6 +138,12 @@ def test_strict_parameters_and_resume(tiny_map, capsys):
     with pytest.raises(ConfigError, match="unknown map preset"):
         resolve_map_params("huge")
     assert set(MAP_PRESETS) == {"tiny", "default"}
+    # a range given on the command line is parsed to numbers, and a bad one named
+    assert resolve_map_params("tiny", altitude_m="100,200").altitude_m == (100.0, 200.0)
+    with pytest.raises(ConfigError, match="altitude_m"):
+        resolve_map_params("tiny", altitude_m="low,high")
+    with pytest.raises(ConfigError, match="chunk_px"):
+        resolve_map_params("tiny", chunk_px=0)
     with pytest.raises(DataError, match="length_m"):
         generate_map(tiny_map, "tiny", seed=3, **{**SMALL, "length_m": 200.0})
     frame = tiny_map / "flights" / "f00" / "frames" / "0000.jpg"

@@ -113,7 +113,7 @@ def test_rerank_puts_verified_tiles_first_by_inliers():
     "bad", [{"top_k": 0}, {"ratio": 1.0}, {"min_inliers": 3}, {"ransac_px": 0}, {"bootstrap": -1}]
 )
 def test_refine_config_rejects_bad_values(bad):
-    with pytest.raises(ConfigError, match=next(iter(bad))):
+    with pytest.raises(ConfigError, match=f"invalid {next(iter(bad))}="):
         RefineConfig(**bad)
 
 
@@ -177,6 +177,8 @@ def test_cli_locate_refine(map_index, ground, tmp_path, capsys):
     assert "need --refine" in capsys.readouterr().err
     assert main([*base, "--refine", "--intrinsics", "1,2,3"]) == 2
     assert main([*base, "--refine", "--refine-k", "0"]) == 2
+    assert main([*base, "--refine", "--refine-k", "10"]) == 2
+    assert "more tiles than --top-k" in capsys.readouterr().err
 
 
 def test_service_refines_on_request(map_index, ground):
@@ -251,3 +253,32 @@ def test_service_tracks_a_session(map_index, ground):
     assert bad.status_code in (415, 422)
     assert client.delete("/track/flight-1").json()["deleted"] is True
     assert client.delete("/track/flight-1").json()["deleted"] is False
+
+
+def test_service_track_errors_are_messages(map_index, ground, monkeypatch):
+    """A user error inside tracking (e.g. an unreadable tile) is a 400 with its message, not a
+    bare 500; beyond the session limit the least recently used session is dropped."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    import geolink.deploy.serve.app as app_module
+    from geolink.deploy.mission import FlightTracker
+    from geolink.errors import DataError
+
+    _, _, loc, _ = map_index
+    monkeypatch.setattr(app_module, "MAX_TRACK_SESSIONS", 2)
+    client = TestClient(app_module.create_app(loc))
+    frame, *_ = _view(ground, 0.0, 0.0, 150.0, yaw=0.0, tilt=0.0)
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    files = {"file": ("f.png", buf.tobytes())}
+    for name in ("a", "b", "c"):
+        assert client.post(f"/track/{name}", files=files).status_code == 200
+    assert client.delete("/track/a").json()["deleted"] is False  # dropped for "c"
+    assert client.delete("/track/b").json()["deleted"] is True
+
+    def boom(self, *args, **kwargs):
+        raise DataError("tile t7: file not found")
+
+    monkeypatch.setattr(FlightTracker, "step", boom)
+    r = client.post("/track/c", files=files)
+    assert r.status_code == 400 and "tile t7" in r.json()["detail"]

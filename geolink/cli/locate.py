@@ -136,6 +136,10 @@ def _refine_settings(args: argparse.Namespace):
     from geolink.deploy.refine import RefineConfig
     from geolink.utils.camera import intrinsics
 
+    if args.refine_k is not None and args.refine_k > args.top_k:
+        raise DataError(
+            f"--refine-k {args.refine_k} verifies more tiles than --top-k {args.top_k} retrieves"
+        )
     refine = RefineConfig(top_k=args.top_k if args.refine_k is None else args.refine_k)
     if args.hfov is not None:
         if not 0 < args.hfov < 180:

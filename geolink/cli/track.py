@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.frames.is_dir():
         raise DataError(f"frames folder not found: {args.frames}")
+    if args.hfov is not None and not 0 < args.hfov < 180:
+        raise DataError(f"--hfov must be between 0 and 180 degrees, got {args.hfov}")
     if args.interval <= 0:
         raise DataError(f"--interval must be positive seconds, got {args.interval}")
     frames = find_images(args.frames, "frames folder")

@@ -78,6 +78,7 @@ class Localizer:
         self.encoder = encoder
         self._lock = threading.Lock()
         self._refiner: Refiner | None = None
+        self._refine_lock = threading.Lock()
         self._centres: np.ndarray | None = None  # (N, 2) tile lat/lon, for nearest_tiles
 
     @classmethod
@@ -194,9 +195,12 @@ class Localizer:
     ) -> list[TileFix]:
         """Refine ``image`` against the given tiles of the index (see :mod:`.refine`)."""
         records = [self.index.tile(t) for t in tile_ids]
-        with self._lock:
-            if self._refiner is None or self._refiner.conf != conf:
+        # its own lock: refinement does not hold up the encoder; the tile-feature cache is kept
+        # across settings that do not change the features
+        with self._refine_lock:
+            if self._refiner is None or self._refiner.conf.max_features != conf.max_features:
                 self._refiner = Refiner(conf)
+            self._refiner.conf = conf
             return self._refiner.refine(
                 image, [(r, lambda r=r: read_tile_source(r["source"])) for r in records], K
             )

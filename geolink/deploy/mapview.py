@@ -57,7 +57,10 @@ def tile_mosaic(
 ) -> tuple[np.ndarray, MapFrame]:
     """Paste every tile with a position and a footprint (north-up) into one uint8 RGB canvas
     whose longest side is ``max_px``; a tile whose pixels cannot be read is left grey."""
-    tiles = [t for t in tiles if t.get("lat") is not None and t.get("footprint_m")]
+    tiles = [
+        t for t in tiles
+        if t.get("lat") is not None and t.get("lon") is not None and t.get("footprint_m")
+    ]  # fmt: skip
     if not tiles:
         raise DataError("the index's tiles need positions and footprint_m to draw a map")
     e, n = latlon_to_enu(
@@ -75,7 +78,7 @@ def tile_mosaic(
             img = cv2.resize(
                 read_tile_source(t["source"]), (size, size), interpolation=cv2.INTER_AREA
             )
-        except GeoLinkError:
+        except (GeoLinkError, OSError):  # its pixels are gone: left grey
             continue
         r0, c0, r1, c1 = max(r, 0), max(c, 0), min(r + size, h), min(c + size, w)
         canvas[r0:r1, c0:c1] = img[r0 - r : r1 - r, c0 - c : c1 - c]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -55,6 +56,8 @@ def read_poses(path: str | os.PathLike) -> dict[str, dict[str, float]]:
             )
         out: dict[str, dict[str, float]] = {}
         for line, row in enumerate(reader, start=2):
+            if None in row:
+                raise DataError(f"{path}:{line}: more fields than the header has columns")
             vals = {}
             for k, v in row.items():
                 if k == "name" or v in (None, ""):
@@ -63,6 +66,8 @@ def read_poses(path: str | os.PathLike) -> dict[str, dict[str, float]]:
                     vals[k] = float(v)
                 except ValueError:
                     raise DataError(f"{path}:{line}: column '{k}' is not a number: {v!r}") from None
+                if not math.isfinite(vals[k]):
+                    raise DataError(f"{path}:{line}: column '{k}' is not finite: {v!r}")
             out[str(row["name"])] = vals
     if not out:
         raise DataError(f"{path}: no poses")
@@ -154,8 +159,9 @@ def track_frames(
 
 
 def _guide(loc, res, image, K, refine: RefineConfig, predicted) -> None:
-    """Track-guided refinement: verify the tiles nearest the predicted position too (retrieval
-    may not have ranked them), and keep the fix with the most inliers for the filter."""
+    """Track-guided refinement: verify the ``refine.top_k`` tiles nearest the predicted position
+    that retrieval's top tiles did not already cover (0 to top_k more), and keep the fix with
+    the most inliers for the filter; ``res`` takes its position."""
     tried = {m.tile_id for m in res.matches[: refine.top_k]}
     near = [
         t for t in loc.nearest_tiles(predicted.lat, predicted.lon, refine.top_k) if t not in tried
@@ -167,6 +173,8 @@ def _guide(loc, res, image, K, refine: RefineConfig, predicted) -> None:
     current = res.refinement or {}
     if not current.get("ok") or best.inliers > current.get("inliers", 0):
         res.refinement = {**best.to_dict(), "guided": True}
+        res.lat, res.lon = best.lat, best.lon
+        res.position = "nadir" if best.method == "pose" else "image_centre"
 
 
 def _row(name, t, res, single, est, truth, ms) -> dict[str, Any]:

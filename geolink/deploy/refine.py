@@ -35,7 +35,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from geolink.errors import ConfigError
+from geolink.errors import ConfigError, GeoLinkError
 from geolink.utils.geodesy import enu_to_latlon
 
 
@@ -46,7 +46,7 @@ class RefineConfig:
     top_k: int = 5  # tiles to verify (the first top_k retrieved)
     max_features: int = 4000  # SIFT keypoints per image
     ratio: float = 0.8  # Lowe's ratio test
-    ransac_px: float = 3.0  # RANSAC reprojection threshold, query pixels
+    ransac_px: float = 3.0  # RANSAC threshold, tile pixels (OpenCV measures it in the target)
     min_inliers: int = 12  # fewer inliers: the tile is not verified
     bootstrap: int = 32  # resamples for the uncertainty (0: none)
     max_offset: float = 1.5  # the position must lie within this many footprints of the tile centre
@@ -167,7 +167,17 @@ class Refiner:
         if len(query.xy) < self.conf.min_inliers:
             reason = f"the query image has {len(query.xy)} keypoints (blank or featureless?)"
             return [TileFix(str(r.get("id")), False, 0, 0, reason=reason) for r, _ in tiles]
-        return [self.fix(query, self.tile_features(str(r["id"]), load), r, K) for r, load in tiles]
+        out = []
+        for record, load in tiles:
+            try:
+                feats = self.tile_features(str(record["id"]), load)
+            except GeoLinkError as e:  # one unreadable tile does not sink the others
+                out.append(
+                    TileFix(str(record.get("id")), False, 0, 0, reason=f"tile unreadable: {e}")
+                )
+                continue
+            out.append(self.fix(query, feats, record, K))
+        return out
 
     def _match(self, query: Features, tile: Features) -> tuple[np.ndarray, np.ndarray]:
         empty = np.zeros((0, 2), np.float64)
@@ -263,8 +273,8 @@ def _nadir(
     if solved is None:
         return "no camera pose above the ground plane fits the inliers"
     centre, rms = solved
-    if rms > 2 * conf.ransac_px:
-        return f"the pose reprojects the inliers {rms:.1f} px off (> {2 * conf.ransac_px:g})"
+    if rms > 2 * conf.ransac_px:  # OpenCV's RMS per coordinate, query pixels
+        return f"the pose reprojects the inliers {rms:.1f} px RMS off (> {2 * conf.ransac_px:g})"
 
     def refit(idx: np.ndarray) -> np.ndarray | None:
         sol = _pose(q[idx], ground[idx], K)

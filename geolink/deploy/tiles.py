@@ -66,11 +66,19 @@ def read_tile_source(source: dict[str, Any]) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- folder + CSV
 def find_images(root: str | os.PathLike, what: str = "tile folder") -> list[Path]:
-    """Image files below ``root`` (recursive, sorted); ``what`` names the folder in errors."""
+    """Image files below ``root`` (recursive, sorted; hidden files and folders, such as the
+    temporary files of an interrupted atomic write, are skipped); ``what`` names the folder in
+    errors."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{what} not found: {root}")
-    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+    paths = sorted(
+        p
+        for p in root.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTS
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
     if not paths:
         raise DataError(f"no images ({', '.join(IMAGE_EXTS)}) under {what} {root}")
     return paths

@@ -125,10 +125,11 @@ class ParticleTracker:
         obs = self._observation(res)
         if obs is None:
             return self._estimate() if self.x is not None else None
-        if self.x is None:
+        if self.x is None:  # the first observation: particles drawn from it, equal weights
             n = self.conf.particles
             self.x = np.c_[self._draw(obs, n), np.zeros((n, 2))]
             self.w = np.full(n, 1.0 / n)
+            return self._estimate()
         w = self.w * self._likelihood(obs, self.x[:, :2])
         total = w.sum()
         self.w = w / total if total > 0 and np.isfinite(total) else np.full_like(w, 1 / len(w))
@@ -167,12 +168,15 @@ class ParticleTracker:
         return floor + (1 - floor) * tiles
 
     def _draw(self, obs: dict[str, Any], n: int) -> np.ndarray:
-        """Positions drawn from the observation: the refined fix (if any) or the tiles."""
-        if "refined" in obs and self.rng.random() < self.conf.refined_weight:
-            c, s = obs["refined"]
-            return c + self.rng.normal(0, s, (n, 2))
+        """``n`` positions drawn from the observation's mixture, each from the refined fix (with
+        probability ``refined_weight``, when there is one) or from a tile."""
         k = self.rng.choice(len(obs["p"]), n, p=obs["p"])
-        return obs["xy"][k] + self.rng.normal(0, 1, (n, 2)) * obs["sigma"][k, None]
+        out = obs["xy"][k] + self.rng.normal(0, 1, (n, 2)) * obs["sigma"][k, None]
+        if "refined" in obs:
+            c, s = obs["refined"]
+            from_fix = self.rng.random(n) < self.conf.refined_weight
+            out[from_fix] = c + self.rng.normal(0, s, (int(from_fix.sum()), 2))
+        return out
 
     def _predict(self, dt: float) -> None:
         c = self.conf

@@ -131,6 +131,8 @@ def _check(p: MapParams) -> None:
     problems = []
     if p.margin_m * 2 >= p.half_m * 2 - 2 * p.turn_radius_m:
         problems.append(f"margin_m {p.margin_m} leaves no room to fly in a {2 * p.half_m} m map")
+    if p.chunk_px < 16 or p.ground_px < 16 or p.shadow_size < 16:
+        problems.append("chunk_px, ground_px and shadow_size must be at least 16")
     if min(p.frame_size) < 16:
         problems.append(f"frame_size must be at least 16 x 16 pixels, got {list(p.frame_size)}")
     for name in ("altitude_m", "pitch_deg", "leg_m", "turn_deg"):

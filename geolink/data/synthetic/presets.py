@@ -113,6 +113,11 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
             raise ConfigError(f"synth parameter '{name}': expected {type(default).__name__}") from e
     if isinstance(default, tuple):
         seq = value.split(",") if isinstance(value, str) else value
+        if default and isinstance(default[0], (int, float)) and not isinstance(default[0], bool):
+            try:  # a numeric range such as altitude_m=100,200
+                return tuple(type(default[0])(x) for x in seq)
+            except (TypeError, ValueError) as e:
+                raise ConfigError(f"parameter '{name}': expected numbers, got {value!r}") from e
         return tuple(tuple(x) if isinstance(x, list) else x for x in seq)
     return value
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from importlib import resources
 from typing import Any
 
@@ -186,8 +187,9 @@ MAX_TRACK_SESSIONS = 64
 
 def _add_track_routes(app: FastAPI, localizer: Localizer, max_bytes: int) -> None:
     """POST /track/{session}: the frames of one flight, in order, each answered with the
-    tracked estimate (a :class:`FlightTracker` per session); DELETE ends a session."""
-    sessions: dict[str, tuple[FlightTracker, threading.Lock]] = {}
+    tracked estimate (a :class:`FlightTracker` per session; beyond MAX_TRACK_SESSIONS the least
+    recently used session is dropped); DELETE ends a session."""
+    sessions: OrderedDict[str, tuple[FlightTracker, threading.Lock]] = OrderedDict()
     lock = threading.Lock()
 
     @app.post("/track/{session}", summary="the next frame of a flight: the tracked position")
@@ -202,18 +204,20 @@ def _add_track_routes(app: FastAPI, localizer: Localizer, max_bytes: int) -> Non
             image = decode_image(data, f"upload '{file.filename or 'frame'}'")
         except DataError as e:
             raise HTTPException(422, str(e)) from None
-        with lock:
-            if session not in sessions:
-                if len(sessions) >= MAX_TRACK_SESSIONS:
-                    raise HTTPException(429, f"{MAX_TRACK_SESSIONS} sessions open: delete one")
-                sessions[session] = (
-                    FlightTracker(localizer, refine=RefineConfig()),
-                    threading.Lock(),
-                )
-            tracker, session_lock = sessions[session]
-        K = intrinsics(image.shape[1], image.shape[0], hfov) if hfov is not None else None
-        with session_lock:  # the frames of one flight are a sequence
-            res, single, est = tracker.step(image, dt, K, file.filename or "frame")
+        try:
+            with lock:
+                if session not in sessions:
+                    while len(sessions) >= MAX_TRACK_SESSIONS:  # the least recently used goes
+                        sessions.popitem(last=False)
+                    tracker = FlightTracker(localizer, refine=RefineConfig())
+                    sessions[session] = (tracker, threading.Lock())
+                sessions.move_to_end(session)
+                tracker, session_lock = sessions[session]
+            K = intrinsics(image.shape[1], image.shape[0], hfov) if hfov is not None else None
+            with session_lock:  # the frames of one flight are a sequence
+                res, single, est = tracker.step(image, dt, K, file.filename or "frame")
+        except GeoLinkError as e:
+            raise HTTPException(400, str(e)) from None
         return {
             "session": session,
             "frame": tracker.filter.frame,
