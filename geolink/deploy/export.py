@@ -95,37 +95,45 @@ def export_onnx(
         checkpoint=str(Path(checkpoint).resolve()),
         exporter="dynamo" if dynamo else "torchscript",
     )
-    x_name, y_name = contract.input_name, contract.output_name
-    dummy = torch.randn(2, 3, size, size)
-    with atomic_path(out) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # exporter deprecation / tracer chatter
-        kwargs: dict[str, Any] = {
-            "input_names": [x_name],
-            "output_names": [y_name],
-            "opset_version": opset,
-        }
-        if dynamo:
-            kwargs["dynamic_shapes"] = ({0: torch.export.Dim("batch")},)
-            kwargs["external_data"] = False
-            kwargs["verbose"] = False
-        else:
-            kwargs["dynamic_axes"] = {x_name: {0: "batch"}, y_name: {0: "batch"}}
-        try:
-            torch.onnx.export(model, (dummy,), str(tmp), dynamo=dynamo, **kwargs)
-        except Exception as e:  # exporter failures come in many types
-            raise GeoLinkError(
-                f"ONNX export of {checkpoint} failed: {type(e).__name__}: {e}"
-            ) from e
+    with atomic_path(out) as tmp:
+        _export(model, contract, tmp, opset, dynamo, checkpoint)
         proto = onnx.load(str(tmp))
-        props = contract.to_metadata()
         del proto.metadata_props[:]
-        for k, v in props.items():
+        for k, v in contract.to_metadata().items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = k, v
         onnx.checker.check_model(proto)
         onnx.save(proto, str(tmp))
     log.info("wrote %s (%.1f MB)", out, out.stat().st_size / 2**20)
     return out
+
+
+def _export(
+    model: Any, contract: EncoderContract, path: Path, opset: int, dynamo: bool, checkpoint: Any
+) -> None:
+    """torch.onnx.export of ``model`` to ``path`` with a dynamic batch axis."""
+    x_name, y_name = contract.input_name, contract.output_name
+    size = contract.img_size
+    dummy = torch.randn(2, 3, size, size)
+    kwargs: dict[str, Any] = {
+        "input_names": [x_name],
+        "output_names": [y_name],
+        "opset_version": opset,
+    }
+    if dynamo:
+        kwargs["dynamic_shapes"] = ({0: torch.export.Dim("batch")},)
+        kwargs["external_data"] = False
+        kwargs["verbose"] = False
+    else:
+        kwargs["dynamic_axes"] = {x_name: {0: "batch"}, y_name: {0: "batch"}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # exporter deprecation / tracer chatter
+        try:
+            torch.onnx.export(model, (dummy,), str(path), dynamo=dynamo, **kwargs)
+        except Exception as e:  # exporter failures come in many types
+            raise GeoLinkError(
+                f"ONNX export of {checkpoint} failed: {type(e).__name__}: {e}"
+            ) from e
 
 
 def parity_check(

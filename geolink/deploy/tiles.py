@@ -184,8 +184,6 @@ def tiles_from_geotiff(
     ``<stem>_r<row>_c<col>`` with the pixel offsets of the tile's top-left corner.
     """
     rasterio = _rasterio()
-    from rasterio.warp import transform as warp_transform
-    from rasterio.windows import Window
 
     path = Path(path)
     if not path.is_file():
@@ -200,40 +198,7 @@ def tiles_from_geotiff(
     except rasterio.errors.RasterioIOError as e:
         raise DataError(f"cannot open GeoTIFF {path}: {e}") from None
     with ds:
-        px, py = geotiff_pixel_size_m(ds)
-        tw, th = max(1, round(tile_size_m / px)), max(1, round(tile_size_m / py))
-        sx, sy = max(1, round(stride_m / px)), max(1, round(stride_m / py))
-        if tw > ds.width or th > ds.height:
-            raise DataError(
-                f"{path}: tile size {tile_size_m} m = {tw}x{th} px is larger than the raster "
-                f"({ds.width}x{ds.height} px at {px:.3g} x {py:.3g} m/px)"
-            )
-        offsets = [
-            (r, c)
-            for r in range(0, ds.height - th + 1, sy)
-            for c in range(0, ds.width - tw + 1, sx)
-        ]
-        tf = ds.transform  # north-up: x = c + a * col, y = f + e * row
-        xs = [tf.c + tf.a * (c + tw / 2) for _, c in offsets]
-        ys = [tf.f + tf.e * (r + th / 2) for r, _ in offsets]
-        lons, lats = warp_transform(ds.crs, "EPSG:4326", list(xs), list(ys))
-        tiles = []
-        for (r, c), lat, lon in zip(offsets, lats, lons, strict=True):
-            if min_valid > 0 and _valid_fraction(ds, Window(c, r, tw, th)) < min_valid:
-                continue
-            tiles.append(
-                Tile(
-                    id=f"{path.stem}_r{r}_c{c}",
-                    lat=float(lat),
-                    lon=float(lon),
-                    footprint_m=float(tile_size_m),
-                    source={
-                        "kind": "geotiff",
-                        "path": str(path.resolve()),
-                        "window": [c, r, tw, th],
-                    },
-                )
-            )
+        tiles, (px, tw, th, sx, sy) = _cut_tiles(ds, path, tile_size_m, stride_m, min_valid)
     if not tiles:
         raise DataError(f"{path}: no tile with at least {min_valid:.0%} valid pixels")
     log.info(
@@ -247,6 +212,37 @@ def tiles_from_geotiff(
         sy,
     )
     return tiles
+
+
+def _cut_tiles(ds: Any, path: Path, tile_size_m: float, stride_m: float, min_valid: float):
+    """The tiles of an open north-up raster and the grid in pixels (m/px, tile w/h, stride x/y)."""
+    from rasterio.warp import transform as warp_transform
+    from rasterio.windows import Window
+
+    px, py = geotiff_pixel_size_m(ds)
+    tw, th = max(1, round(tile_size_m / px)), max(1, round(tile_size_m / py))
+    sx, sy = max(1, round(stride_m / px)), max(1, round(stride_m / py))
+    if tw > ds.width or th > ds.height:
+        raise DataError(
+            f"{path}: tile size {tile_size_m} m = {tw}x{th} px is larger than the raster "
+            f"({ds.width}x{ds.height} px at {px:.3g} x {py:.3g} m/px)"
+        )
+    offsets = [
+        (r, c) for r in range(0, ds.height - th + 1, sy) for c in range(0, ds.width - tw + 1, sx)
+    ]
+    tf = ds.transform  # north-up: x = c + a * col, y = f + e * row
+    xs = [tf.c + tf.a * (c + tw / 2) for _, c in offsets]
+    ys = [tf.f + tf.e * (r + th / 2) for r, _ in offsets]
+    lons, lats = warp_transform(ds.crs, "EPSG:4326", list(xs), list(ys))
+    tiles = []
+    for (r, c), lat, lon in zip(offsets, lats, lons, strict=True):
+        if min_valid > 0 and _valid_fraction(ds, Window(c, r, tw, th)) < min_valid:
+            continue
+        source = {"kind": "geotiff", "path": str(path.resolve()), "window": [c, r, tw, th]}
+        tiles.append(
+            Tile(f"{path.stem}_r{r}_c{c}", float(lat), float(lon), float(tile_size_m), source)
+        )
+    return tiles, (px, tw, th, sx, sy)
 
 
 def _valid_fraction(ds: Any, window: Any) -> float:
