@@ -1,4 +1,4 @@
-"""Typed configuration: dataclass schemas, YAML presets shipped in ``geolink/configs``, strict
+"""Training configuration: dataclass schemas, YAML presets in ``geolink/configs/train``, strict
 ``key=value`` overrides (a mistyped key is an error, never silently ignored).
 
 Resolution order: schema defaults -> preset YAML (which may ``_base_`` another preset) ->
@@ -8,17 +8,17 @@ experiment YAML file -> command-line overrides.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
-
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from geolink.errors import ConfigError
 from geolink.losses.total import LossConfig
 from geolink.models.geolink import ModelConfig
+from geolink.utils import conf
 from geolink.utils.ranges import out_of_range
+
+STEP = "train"  # presets in geolink/configs/train/
+OPEN_KEYS = ("data.options",)  # dataset options: each reader checks its own names
 
 
 @dataclass
@@ -76,32 +76,7 @@ class GeoLinkConfig:
 
 
 def preset_names() -> list[str]:
-    root = resources.files("geolink") / "configs"
-    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
-
-
-def _read_yaml(path: Path | Any, what: str) -> DictConfig:
-    try:
-        cfg = OmegaConf.create(path.read_text())
-    except OmegaConfBaseException as e:
-        raise ConfigError(f"{what} is not valid YAML: {e}") from e
-    except Exception as e:  # yaml.YAMLError and friends
-        raise ConfigError(f"{what} is not valid YAML: {e}") from e
-    if not isinstance(cfg, DictConfig):
-        raise ConfigError(f"{what} must be a mapping")
-    return cfg
-
-
-def _load_preset(name: str, seen: tuple[str, ...] = ()) -> list[DictConfig]:
-    path = resources.files("geolink") / "configs" / f"{name}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"unknown preset '{name}'; available: {', '.join(preset_names())}")
-    if name in seen:
-        raise ConfigError(f"preset '{name}' includes itself through _base_")
-    cfg = _read_yaml(path, f"preset '{name}'")
-    base = cfg.pop("_base_", None)
-    chain = _load_preset(str(base), (*seen, name)) if base else []
-    return [*chain, cfg]
+    return conf.preset_names(STEP)
 
 
 def validate(cfg: GeoLinkConfig) -> GeoLinkConfig:
@@ -122,58 +97,24 @@ def validate(cfg: GeoLinkConfig) -> GeoLinkConfig:
 
 def load_config(
     preset: str | None = None,
-    overrides: list[str] | None = None,
+    overrides: list[str] | dict[str, Any] | None = None,
     file: str | Path | None = None,
 ) -> GeoLinkConfig:
     """Build a validated config. Raises ConfigError naming the offending key or value."""
-    cfg = OmegaConf.structured(GeoLinkConfig)
-    OmegaConf.set_struct(cfg, True)
-    # Dataset options are free-form (each reader checks its own names strictly).
-    OmegaConf.set_struct(cfg.data.options, False)
-    layers: list[tuple[str, DictConfig]] = []
-    if preset:
-        layers += [(f"preset '{preset}'", c) for c in _load_preset(preset)]
-    if file:
-        path = Path(file)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        fc = _read_yaml(path, f"config file {path}")
-        base = fc.pop("_base_", None)
-        if base:
-            layers += [(f"preset '{base}'", c) for c in _load_preset(str(base))]
-        layers.append((f"config file {path}", fc))
-    for item in overrides or []:
-        if "=" not in item:
-            raise ConfigError(f"override '{item}' is not of the form key=value")
-    if overrides:
-        try:
-            layers.append(("command-line overrides", OmegaConf.from_dotlist(list(overrides))))
-        except OmegaConfBaseException as e:
-            raise ConfigError(f"bad override: {e}") from e
-    for what, layer in layers:
-        try:
-            cfg = OmegaConf.merge(cfg, layer)
-        except OmegaConfBaseException as e:
-            key = getattr(e, "full_key", None) or ""
-            msg = str(e.msg).splitlines()[0]
-            raise ConfigError(f"{what}: invalid key or value '{key}': {msg}") from e
-    return validate(OmegaConf.to_object(cfg))  # type: ignore[arg-type]
+    cfg = conf.load(
+        GeoLinkConfig, STEP, preset, file=file, overrides=overrides, open_keys=OPEN_KEYS
+    )
+    return validate(cfg)
 
 
 def to_yaml(cfg: GeoLinkConfig) -> str:
-    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+    return conf.dump(cfg)
 
 
 def from_yaml(text: str) -> GeoLinkConfig:
     """Parse a resolved config (as written into run folders / checkpoints), strictly."""
-    base = OmegaConf.structured(GeoLinkConfig)
-    OmegaConf.set_struct(base, True)
-    OmegaConf.set_struct(base.data.options, False)
     try:
-        cfg = OmegaConf.to_object(OmegaConf.merge(base, OmegaConf.create(text)))
-    except OmegaConfBaseException as e:
-        msg = str(e.msg).splitlines()[0]
-        raise ConfigError(f"stored config does not match this version of geolink: {msg}") from e
-    except ValueError as e:  # not YAML, or YAML that is not a mapping
-        raise ConfigError(f"stored config is not a YAML mapping: {e}") from e
-    return validate(cfg)  # type: ignore[arg-type]
+        cfg = conf.parse(GeoLinkConfig, text, "stored config", open_keys=OPEN_KEYS)
+    except ConfigError as e:
+        raise ConfigError(f"stored config does not match this version of geolink: {e}") from e
+    return validate(cfg)

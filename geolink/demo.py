@@ -14,20 +14,30 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from geolink.errors import ConfigError
+from geolink.utils import conf
 from geolink.utils.io import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
 
+STEP = "demo"  # presets in geolink/configs/demo/: full (the default), quick
+
+
+class CheckpointChoice(conf.Choice):
+    best = "best"  # the best epoch on a validation split held out from the training locations
+    last = "last"
+
+
 @dataclass
 class DemoConfig:
     synth_preset: str = "demo"
-    synth_overrides: dict[str, Any] = field(default_factory=dict)
+    synth_overrides: dict[str, Any] = field(default_factory=dict)  # SynthParams options
     seed: int = 0
     train_region: str = ""  # empty = the first region of the benchmark
     # depth fusion of the rendered depth maps (seconds for 200 scenes); colmap: SfM from the
@@ -36,7 +46,8 @@ class DemoConfig:
     recon_workers: int = 2
     geolink_preset: str = "demo"
     baseline_preset: str = "demo_baseline"
-    train_overrides: list[str] = field(default_factory=list)
+    # a partial training config (nested keys) applied to both models' presets
+    train_overrides: dict[str, Any] = field(default_factory=dict)
     conditions: tuple[str, ...] = ("fog_rain", "fog_snow", "rain_snow", "wind")
     # target regions evaluated under weather (the first target, the near one, by default: each
     # condition costs a full pass over its queries); empty = every target
@@ -45,30 +56,40 @@ class DemoConfig:
     reference: bool = True
     # which checkpoint is evaluated: best (the best epoch on a validation split held out from
     # the training locations; no test data is read) | last
-    checkpoint: str = "best"
+    checkpoint: CheckpointChoice = CheckpointChoice.best
     eval_batch_size: int = 64
 
+    RUNTIME: ClassVar[tuple[str, ...]] = ("recon_workers", "eval_batch_size")
 
-QUICK = dict(
-    synth_preset="tiny",
-    # 16 views per location (tiny has 8): sparse 90-degree orbits are too few for COLMAP.
-    synth_overrides={"rings": [[150.0, 135.0, 8], [110.0, 95.0, 8]]},
-    geolink_preset="cpu",
-    baseline_preset="cpu_baseline",
-    train_overrides=[
-        "train.epochs=2",
-        "train.batch_size=2",
-        "model.image.backbone=test_vit",
-        "model.image.pretrained=none",
-        "model.image.frozen_blocks=0",
-        "model.image.img_size=56",
-        "model.image.mix_out_channels=32",
-        "model.image.mix_out_rows=2",
-        "model.point.expert_channels=16",
-        "loss.club_hidden=64",
-    ],
-    conditions=("fog_rain", "wind"),
-)
+
+OPEN_KEYS = ("synth_overrides", "train_overrides")
+
+
+def resolve(
+    preset: str | None = "full", overrides: Mapping[str, Any] | Sequence[str] | None = None
+) -> DemoConfig:
+    """The demo's config: ``preset`` (``geolink/configs/demo``), then ``overrides``, strictly;
+    the presets and overrides it names for the other steps are checked now, not mid-run."""
+    cfg = conf.load(DemoConfig, STEP, preset, overrides=overrides or {}, open_keys=OPEN_KEYS)
+    return check(cfg)
+
+
+def check(cfg: DemoConfig) -> DemoConfig:
+    from geolink.data.synthetic.presets import resolve_params
+    from geolink.data.weather import CONDITIONS
+    from geolink.recon.base import BACKENDS
+
+    resolve_params(cfg.synth_preset, **cfg.synth_overrides)
+    for preset in (cfg.geolink_preset, cfg.baseline_preset):
+        conf.preset_layers("train", preset)  # an unknown preset lists the known ones
+    if cfg.recon_backend not in BACKENDS:
+        raise ConfigError(
+            f"demo recon_backend '{cfg.recon_backend}'; available: {', '.join(BACKENDS.names())}"
+        )
+    bad = [c for c in cfg.conditions if c not in CONDITIONS]
+    if bad:
+        raise ConfigError(f"unknown weather condition(s) {bad}; available: {', '.join(CONDITIONS)}")
+    return cfg
 
 
 class Stages:
@@ -121,21 +142,12 @@ def benchmark_regions(data_dir: Path) -> list[str]:
 
 
 def run_demo(out: str | Path, quick: bool = False, cfg: DemoConfig | None = None) -> Path:
-    """Run (or resume) the demo into ``out``; returns the path of ``report.md``."""
-    cfg = cfg or (DemoConfig(**QUICK) if quick else DemoConfig())
+    """Run (or resume) the demo into ``out``; returns the path of ``report.md``. The resolved
+    config is written to ``out/config.yaml``; resuming with another one is refused."""
+    cfg = check(cfg) if cfg is not None else resolve("quick" if quick else "full")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    cfg_path = out / "demo_config.json"
-    if cfg_path.is_file() and json.loads(cfg_path.read_text()) != json.loads(
-        json.dumps(asdict(cfg))
-    ):
-        from geolink.errors import ConfigError
-
-        raise ConfigError(
-            f"{out} holds a demo run with other settings ({cfg_path}); use another --out or "
-            "delete the folder"
-        )
-    atomic_write_json(cfg_path, asdict(cfg))
+    conf.record(out, cfg, STEP, hint="use another --out or delete the folder")
     stages = Stages(out)
     data_dir, recon_dir, runs = out / "data", out / "recon", out / "runs"
 
@@ -192,7 +204,7 @@ def reconstruct_region(cfg: DemoConfig, data_dir: Path, region: str, recon_dir: 
 
     ds = build_dataset("synthetic", data_dir, regions=[region])
     # clouds of the size the 3D model is configured for (training refuses any other)
-    point_over = [o for o in cfg.train_overrides if o.startswith("model.point.")]
+    point_over = {"model": {"point": cfg.train_overrides.get("model", {}).get("point", {})}}
     num_points = load_config(cfg.geolink_preset, point_over).model.point.num_points
     conf = {"backend": cfg.recon_backend, "workers": cfg.recon_workers, "num_points": num_points}
     manifest = json.loads(reconstruct(conf, ds, recon_dir).read_text())
@@ -204,26 +216,20 @@ def _train(cfg: DemoConfig, kind: str, data_dir: Path, region: str, recon: Path,
     from geolink.train.trainer import train
 
     preset = cfg.geolink_preset if kind == "geolink" else cfg.baseline_preset
-    over = [*train_overrides(cfg, data_dir, region, run.parent)]
-    if kind == "geolink":
-        over.append(f"data.points={recon}")
-    else:
-        over.append("model.point.enabled=false")
+    more = {"data.points": str(recon)} if kind == "geolink" else {"model.point.enabled": False}
+    over = [train_overrides(cfg, data_dir, region, run.parent), more]
     resume = (run / "checkpoints" / "trainer_state.pt").is_file()
     return train(load_config(preset, over), run, resume=resume)
 
 
-def train_overrides(cfg: DemoConfig, data_dir: Path, region: str, runs: Path) -> list[str]:
-    """The training overrides every demo model shares (the report prints the same)."""
-    return [
-        "data.dataset=synthetic",
-        f"data.root={data_dir}",
-        f"data.options.regions=[{region}]",
-        f"train.seed={cfg.seed}",
+def train_overrides(cfg: DemoConfig, data_dir: Path, region: str, runs: Path) -> dict[str, Any]:
+    """The partial training config every demo model shares (the report prints the same)."""
+    shared = {
+        "data": {"dataset": "synthetic", "root": str(data_dir), "options": {"regions": [region]}},
         # both models start from the same frozen trunk: its activations are computed once
-        f"train.frozen_cache_dir={runs / 'frozen_cache'}",
-        *cfg.train_overrides,
-    ]
+        "train": {"seed": cfg.seed, "frozen_cache_dir": str(runs / "frozen_cache")},
+    }
+    return conf.merged(shared, cfg.train_overrides)
 
 
 def evaluate_untrained(cfg: DemoConfig, data_dir: Path, run: Path, regions: list[str]) -> dict:
@@ -235,11 +241,11 @@ def evaluate_untrained(cfg: DemoConfig, data_dir: Path, run: Path, regions: list
     from geolink.train.trainer import seed_everything
 
     over = train_overrides(cfg, data_dir, regions[0], run.parent)
-    conf = load_config(cfg.baseline_preset, [*over, "model.point.enabled=false"])
-    seed_everything(conf.train.seed)
-    model = GeoLink(conf.model, conf.loss)
+    tc = load_config(cfg.baseline_preset, [over, {"model.point.enabled": False}])
+    seed_everything(tc.train.seed)
+    model = GeoLink(tc.model, tc.loss)
     ckpt = save_model(
-        model, run / "checkpoints" / "untrained.safetensors", to_yaml(conf), {"epoch": 0}
+        model, run / "checkpoints" / "untrained.safetensors", to_yaml(tc), {"epoch": 0}
     )
     return evaluate_checkpoint(cfg, ckpt, run, data_dir, regions, weather=[])
 

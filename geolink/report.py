@@ -158,6 +158,7 @@ def _yaml_value(value: Any) -> str:
 def commands(out: Path, cfg: Any, train_region: str, targets: list[str]) -> str:
     """The CLI commands equivalent to the demo's stages (what a reader re-runs by hand)."""
     from geolink.demo import train_overrides, weather_regions
+    from geolink.utils.conf import dotlist
 
     data, recon, runs = out / "data", out / "recon", out / "runs"
     synth_over = " ".join(f"'{k}={_yaml_value(v)}'" for k, v in cfg.synth_overrides.items())
@@ -167,7 +168,8 @@ def commands(out: Path, cfg: Any, train_region: str, targets: list[str]) -> str:
         f"--backend {cfg.recon_backend} --workers {cfg.recon_workers} --out {recon}",
     ]
     shared = " ".join(
-        f"'{o}'" if "[" in o else o for o in train_overrides(cfg, data, train_region, runs)
+        f"'{o}'" if "[" in o or '"' in o else o
+        for o in dotlist(train_overrides(cfg, data, train_region, runs))
     )
     for kind, preset, more in (
         ("baseline", cfg.baseline_preset, "model.point.enabled=false"),

@@ -1,6 +1,6 @@
 """``geolink study``: the ablation study on the synthetic benchmark, as a resumable pipeline.
 
-A study is a YAML file (shipped ones in ``geolink/configs/studies/``): the benchmark (a synth
+A study is a YAML file (shipped ones in ``geolink/configs/study/``): the benchmark (a synth
 preset), the training region, the seeds, and named runs, each a training preset plus
 ``key=value`` overrides. Stages (recorded in ``stages.json``, skipped when done, safe to share
 between processes started with ``--shard I/N``):
@@ -16,18 +16,15 @@ split held out from the training locations (``train.select=val``).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from geolink.errors import ConfigError
 from geolink.evaluate.metrics import mean_std  # re-exported: the study's aggregation
+from geolink.utils import conf
 from geolink.utils.io import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -38,7 +35,7 @@ SHORT = {"drone2satellite": "D→S", "satellite2drone": "S→D"}
 
 @dataclass
 class RunSpec:
-    preset: str
+    preset: str  # a training preset (geolink/configs/train)
     overrides: list[str] = field(default_factory=list)
     label: str = ""
     points: bool = True  # needs the reconstruction (the 3D branch)
@@ -52,7 +49,7 @@ class Question:
 
 @dataclass
 class StudyConfig:
-    name: str
+    name: str  # required
     synth_preset: str = "demo"
     synth_overrides: dict[str, Any] = field(default_factory=dict)
     data_seed: int = 0
@@ -66,62 +63,50 @@ class StudyConfig:
     reference: bool = True  # evaluate the untrained encoder too
 
 
+OPEN_KEYS = ("synth_overrides",)
+
+
+STEP = "study"  # shipped studies in geolink/configs/study/
+
+
 def study_names() -> list[str]:
-    root = resources.files("geolink") / "configs" / "studies"
-    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
+    return conf.preset_names(STEP)
 
 
 def load_study(name_or_path: str) -> StudyConfig:
-    """A shipped study by name, or a YAML file; unknown keys are errors."""
+    """A shipped study by name, or a YAML file (which may ``_base_:`` a shipped one); unknown
+    keys, wrong types and questions about runs the study does not have are errors."""
     path = Path(name_or_path)
-    if not path.is_file():
-        shipped = resources.files("geolink") / "configs" / "studies" / f"{name_or_path}.yaml"
-        if not shipped.is_file():
-            raise ConfigError(
-                f"unknown study '{name_or_path}': not a file, nor one of {', '.join(study_names())}"
-            )
-        path = Path(str(shipped))
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a study file is a mapping")
-    return _parse(raw, str(path))
+    if path.is_file():
+        cfg = conf.load(StudyConfig, STEP, file=path, open_keys=OPEN_KEYS)
+        where = str(path)
+    elif name_or_path in study_names():
+        cfg = conf.load(StudyConfig, STEP, name_or_path, open_keys=OPEN_KEYS)
+        where = f"study '{name_or_path}'"
+    else:
+        raise ConfigError(
+            f"unknown study '{name_or_path}': not a file, nor one of {', '.join(study_names())}"
+        )
+    return check(cfg, where)
 
 
-def _strict(cls: type, raw: Any, where: str) -> dict:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    known = set(cls.__dataclass_fields__)
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
-    return raw
-
-
-def _parse(raw: dict, where: str) -> StudyConfig:
-    raw = dict(_strict(StudyConfig, raw, where))
-    runs = {
-        k: RunSpec(**_strict(RunSpec, v, f"{where}: run '{k}'"))
-        for k, v in (raw.pop("runs", None) or {}).items()
-    }
-    if not runs:
+def check(cfg: StudyConfig, where: str) -> StudyConfig:
+    if not cfg.runs:
         raise ConfigError(f"{where}: a study needs at least one run")
-    questions = [
-        Question(**_strict(Question, q, f"{where}: question {i + 1}"))
-        for i, q in enumerate(raw.pop("questions", None) or [])
-    ]
-    for q in questions:
-        missing = [r for r in q.compare if r not in runs]
+    for q in cfg.questions:
+        missing = [r for r in q.compare if r not in cfg.runs]
         if len(q.compare) != 2 or missing:
             raise ConfigError(
                 f"{where}: question '{q.text}' must compare two runs of the study "
                 f"(unknown: {missing})"
             )
-    cfg = StudyConfig(**raw, runs=runs, questions=questions)
     if not cfg.seeds:
         raise ConfigError(f"{where}: seeds is empty")
+    for name, spec in cfg.runs.items():
+        try:
+            conf.preset_layers("train", spec.preset)
+        except ConfigError as e:
+            raise ConfigError(f"{where}: run '{name}': {e}") from None
     return cfg
 
 
@@ -154,8 +139,6 @@ def run_study(
 ) -> Path:
     """Run (or resume) the study's share ``shard`` into ``out``; returns results.md's path
     (written by whichever process finds every stage done)."""
-    from dataclasses import asdict
-
     from geolink.demo import (
         DemoConfig,
         Stages,
@@ -167,13 +150,9 @@ def run_study(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    record = out / "study.json"
-    settings = json.loads(json.dumps(asdict(cfg)))
-    if record.is_file() and json.loads(record.read_text()) != settings:
-        raise ConfigError(
-            f"{out} holds a study with other settings ({record}); use another --out or delete it"
-        )
-    atomic_write_json(record, settings)
+    conf.record(
+        out, cfg, STEP, hint="use another --out or delete the folder"
+    )  # config.yaml; another study in this folder is refused
     demo = DemoConfig(
         synth_preset=cfg.synth_preset,
         synth_overrides=cfg.synth_overrides,
@@ -186,7 +165,7 @@ def run_study(
         ),
         # the clouds are made for the first run with a 3D branch
         geolink_preset=next((r.preset for r in cfg.runs.values() if r.points), "demo"),
-        train_overrides=list(cfg.overrides),
+        train_overrides=conf.merged(cfg.overrides),
     )
     stages = Stages(out)
     data_dir, recon_dir, runs = out / "data", out / "recon", out / "runs"
@@ -270,8 +249,8 @@ def _train_eval(
 
     spec = cfg.runs[name]
     run = runs / f"{name}_s{seed}"
-    over = [*train_overrides(replace(demo, seed=seed), data_dir, regions[0], runs), *spec.overrides]
-    over.append(f"data.points={recon_dir}" if spec.points else "model.point.enabled=false")
+    over = [train_overrides(replace(demo, seed=seed), data_dir, regions[0], runs), *spec.overrides]
+    over.append({"data.points": str(recon_dir)} if spec.points else {"model.point.enabled": False})
     resume = (run / "checkpoints" / "trainer_state.pt").is_file()
     train(load_config(spec.preset, over), run, resume=resume)
     return evaluate_checkpoint(

@@ -25,7 +25,7 @@ def test_overrides_are_typed_and_strict():
         load_config("test", ["train.lr=abc"])
     with pytest.raises(ConfigError, match="key=value"):
         load_config("test", ["train.lr"])
-    with pytest.raises(ConfigError, match="unknown preset"):
+    with pytest.raises(ConfigError, match="unknown train preset"):
         load_config("nope")
 
 

@@ -1,5 +1,5 @@
 """The deploy role on its own: a fresh venv with only `pip install ".[deploy]"` (no torch, timm,
-OmegaConf, pycolmap, moderngl, matplotlib, ...) indexes tiles, localizes drone images with an
+pycolmap, moderngl, matplotlib, ...; OmegaConf is core: every step's config goes through it) indexes tiles, localizes drone images with an
 ONNX export, imports the service, and answers a torch-only command with the install hint."""
 
 import json
@@ -16,7 +16,6 @@ ROOT = Path(__file__).resolve().parents[1]
 HEAVY = (
     "torch",
     "timm",
-    "omegaconf",
     "safetensors",
     "pycolmap",
     "moderngl",

@@ -11,9 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
-from geolink.data.synthetic.flight import MAP_PRESETS, generate_map, resolve_map_params
+from geolink.data.synthetic.flight import generate_map, resolve_map_params
 from geolink.data.synthetic.flightpath import flight_path
 from geolink.errors import ConfigError, DataError
+from geolink.utils import conf
 
 SMALL = {"flights": 1, "length_m": 160.0, "spacing_m": 40.0}
 
@@ -137,7 +138,7 @@ def test_strict_parameters_and_resume(tiny_map, capsys):
         resolve_map_params("tiny", margin_m=190)
     with pytest.raises(ConfigError, match="unknown map preset"):
         resolve_map_params("huge")
-    assert set(MAP_PRESETS) == {"tiny", "default"}
+    assert set(conf.preset_names("map")) == {"tiny", "default"}
     # a range given on the command line is parsed to numbers, and a bad one named
     assert resolve_map_params("tiny", altitude_m="100,200").altitude_m == (100.0, 200.0)
     with pytest.raises(ConfigError, match="altitude_m"):

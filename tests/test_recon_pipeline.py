@@ -142,6 +142,9 @@ def test_import_colmap_models(tmp_path):
     (src / "0004").mkdir()
     (src / "0004" / "points3D.txt").write_text("1 0 0\n")
     with pytest.raises(DataError, match=r"0004/points3D.txt:1"):
+        import_colmap({"num_points": 128, "features": False}, src, out)
+    # resuming into the folder with other settings would mix cloud sizes: refused, named
+    with pytest.raises(ConfigError, match=r"num_points: 128 -> 1024"):
         import_colmap({"features": False}, src, out)
 
 

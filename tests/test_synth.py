@@ -92,7 +92,7 @@ def test_geodetic_conversion_hand_computed():
 def test_params_are_strict():
     with pytest.raises(ConfigError, match="drone_sizee"):
         resolve_params("tiny", drone_sizee=10)
-    with pytest.raises(ConfigError, match="available: tiny"):
+    with pytest.raises(ConfigError, match="available: bench, demo, tiny"):
         resolve_params("huge")
     with pytest.raises(ConfigError, match="drone_mode"):
         resolve_params("tiny", drone_mode="spiral")

@@ -20,17 +20,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--quick", action="store_true", help="the same pipeline on the tiny preset (~1-2 min)"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--preset", help="named demo config in geolink/configs/demo (full, quick; default full)"
+    )
+    p.add_argument("--seed", type=int, help="random seed of the data and the models (default 0)")
+    p.add_argument(
+        "overrides", nargs="*",
+        help="demo options key=value (DemoConfig), e.g. train_overrides.train.epochs=3",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
     import time
-    from dataclasses import replace
 
-    from geolink.demo import QUICK, DemoConfig, run_demo
+    from geolink.cli.data import parse_pairs
+    from geolink.demo import resolve, run_demo
+    from geolink.errors import ConfigError
 
-    cfg = DemoConfig(**QUICK) if args.quick else DemoConfig()
-    cfg = replace(cfg, seed=args.seed)
+    if args.quick and args.preset not in (None, "quick"):
+        raise ConfigError("--quick is --preset quick; give one of them")
+    over = parse_pairs(args.overrides, "demo option")
+    if args.seed is not None:
+        over["seed"] = args.seed
+    cfg = resolve("quick" if args.quick else (args.preset or "full"), over)
     t0 = time.perf_counter()
     report = run_demo(args.out, cfg=cfg)
     print(f"demo finished in {time.perf_counter() - t0:.0f} s")

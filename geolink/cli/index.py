@@ -1,12 +1,17 @@
-"""``geolink index``: embed geo-referenced satellite tiles into a FAISS index (+ metadata)."""
+"""``geolink index``: embed geo-referenced satellite tiles into a FAISS index (+ metadata).
+
+Options: the schema (``geolink.deploy.store.IndexConfig``), then ``--preset`` (flat, ivf, hnsw),
+then the flags and ``key=value`` overrides; the resolved config is written to OUT/config.yaml.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 
-from geolink.deploy.store import INDEX_TYPES
+from geolink.deploy.store import INDEX_TYPES, STEP
 from geolink.errors import GeoLinkError
+from geolink.utils.conf import preset_names
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,8 +35,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--add", action="store_true", help="append these tiles to an existing index")
     p.add_argument("--overwrite", action="store_true", help="rebuild the index from scratch")
     p.add_argument(
+        "--preset", choices=preset_names(STEP), help="named index options (geolink/configs/index)"
+    )
+    p.add_argument(
         "--index-type",
-        default="flat",
         choices=INDEX_TYPES.names(),
         help="flat = exact (default); ivf / hnsw for large galleries",
     )
@@ -39,9 +46,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nprobe", type=int, help="ivf: cells searched per query (default 16)")
     p.add_argument("--hnsw-m", type=int, help="hnsw: links per node (default 32)")
     p.add_argument("--ef-search", type=int, help="hnsw: search breadth (default 64)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, help="tiles per encoder call (default 16)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
     p.add_argument("--device", default="cpu", help="torch device for --checkpoint (cpu, cuda)")
+    p.add_argument("overrides", nargs="*", help="index option overrides key=value (IndexConfig)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,20 +69,22 @@ def run(args: argparse.Namespace) -> int:
         if args.tile_size is not None or args.stride is not None:
             raise GeoLinkError("--tile-size/--stride are for --geotiff")
         tile_list = tiles.tiles_from_folder(args.tiles, args.coords, args.footprint_m)
-    params = {
-        k: v
-        for k, v in {
-            "nlist": args.nlist,
-            "nprobe": args.nprobe,
-            "m": args.hnsw_m,
-            "ef_search": args.ef_search,
-        }.items()
-        if v is not None
+    from geolink.cli.data import parse_pairs
+
+    flags = {
+        "index_type": args.index_type,
+        "batch_size": args.batch_size,
+        "params.nlist": args.nlist,
+        "params.nprobe": args.nprobe,
+        "params.m": args.hnsw_m,
+        "params.ef_search": args.ef_search,
     }
+    over = {k: v for k, v in flags.items() if v is not None}
+    over.update(parse_pairs(args.overrides, "index option"))
+    conf = store.resolve(over, args.preset)
     encoder = load_encoder(
-        args.checkpoint, args.onnx, args.device, batch_size=args.batch_size, threads=args.threads
+        args.checkpoint, args.onnx, args.device, batch_size=conf.batch_size, threads=args.threads
     )
-    conf = {"index_type": args.index_type, "params": params, "batch_size": args.batch_size}
     out = store.main(conf, tile_list, encoder, args.out, add=args.add, overwrite=args.overwrite)
     idx = store.TileIndex.load(out)
     m = idx.model

@@ -1,10 +1,15 @@
 """``geolink reconstruct``: one point cloud per scene from its drone images (offline, cached).
 
-geolink reconstruct --dataset synthetic --root DIR [--backend colmap|depth|vggt] [--out OUT]
-                    [--split train] [--groups K] [--workers W] [--num-points N]
+geolink reconstruct --dataset synthetic --root DIR [--preset NAME] [--backend colmap|depth|vggt]
+                    [--out OUT] [--split train] [--groups K] [--workers W] [--num-points N]
                     [-b key=value ...] [--overwrite] [--retry-failed] [--no-features]
-                    [--preview PNG]
+                    [--preview PNG] [key=value ...]
 geolink reconstruct --import-colmap SRC --out OUT     (existing points3D.txt / .bin models)
+
+Options come from the step's schema (geolink.recon.pipeline.ReconConfig), then the preset
+(geolink/configs/reconstruct: colmap, depth, vggt, released), then the flags and key=value
+overrides. The resolved config is written to OUT/config.yaml; resuming into OUT with another
+one is refused (--overwrite starts over).
 
 Default OUT: ROOT/recon/<backend> (``<backend>_g<K>`` with --groups K > 1).
 """
@@ -18,6 +23,8 @@ from pathlib import Path
 
 from geolink.data import DATASETS
 from geolink.recon.base import BACKENDS
+from geolink.recon.pipeline import STEP, GroupMode
+from geolink.utils.conf import preset_names
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -29,16 +36,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     p.add_argument("--dataset", choices=DATASETS.names(), help="dataset reader")
     p.add_argument("--root", help="dataset root folder")
+    p.add_argument("--preset", choices=preset_names(STEP), help="named options (default: none)")
     p.add_argument(
-        "--backend", default="colmap", choices=BACKENDS.names(),
+        "--backend", choices=BACKENDS.names(),
         help="colmap (CPU, default), depth (rendered depth maps), vggt (GPU)",
     )  # fmt: skip
     p.add_argument("--out", help="output folder (default: ROOT/recon/<backend>)")
-    p.add_argument("--split", default="train", help="dataset split whose scenes to build")
-    p.add_argument("--groups", type=int, default=1, help="scenes per location (released code: 3)")
-    p.add_argument("--group-mode", default="contiguous", choices=("contiguous", "interleave"))
-    p.add_argument("--workers", type=int, default=1, help="parallel worker processes")
-    p.add_argument("--num-points", type=int, default=1024, help="points per cloud after FPS")
+    p.add_argument("--split", help="dataset split whose scenes to build (default: train)")
+    p.add_argument("--groups", type=int, help="scenes per location (default 1; released code: 3)")
+    p.add_argument("--group-mode", choices=[m.value for m in GroupMode])
+    p.add_argument("--workers", type=int, help="parallel worker processes (default 1)")
+    p.add_argument("--num-points", type=int, help="points per cloud after FPS (default 1024)")
     p.add_argument(
         "-b",
         "--backend-opt",
@@ -63,6 +71,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--preview", help="also write a PNG preview of a few clouds here")
     p.add_argument("--import-colmap", metavar="SRC", help="post-process existing COLMAP models")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("overrides", nargs="*", help="option overrides key=value (ReconConfig)")
     return p
 
 
@@ -71,23 +80,26 @@ def run(args: argparse.Namespace) -> int:
     from geolink.errors import ConfigError
     from geolink.recon import pipeline
 
-    conf = {
+    flags = {
         "backend": args.backend,
-        "backend_conf": parse_pairs(args.backend_opt, "backend option"),
         "split": args.split,
         "groups": args.groups,
         "group_mode": args.group_mode,
         "workers": args.workers,
         "num_points": args.num_points,
         "scenes": args.scenes,
-        "retry_failed": args.retry_failed,
-        "keep_work": args.keep_work,
-        "features": not args.no_features,
+        "retry_failed": args.retry_failed or None,
+        "keep_work": args.keep_work or None,
+        "features": False if args.no_features else None,
     }
+    over = {k: v for k, v in flags.items() if v is not None}
+    backend_opts = parse_pairs(args.backend_opt, "backend option")
+    over.update({f"backend_conf.{k}": v for k, v in backend_opts.items()})
+    over.update(parse_pairs(args.overrides, "reconstruct option"))
+    conf = pipeline.resolve(over, args.preset)
     if args.import_colmap:
         if not args.out:
             raise ConfigError("--import-colmap needs --out")
-        conf.pop("backend"), conf.pop("backend_conf")
         manifest_path = pipeline.import_colmap(conf, args.import_colmap, args.out, args.overwrite)
     else:
         if not args.dataset or not args.root:
@@ -95,8 +107,8 @@ def run(args: argparse.Namespace) -> int:
         from geolink.data import build_dataset
 
         dataset = build_dataset(args.dataset, args.root, **parse_pairs(args.option))
-        suffix = f"_g{args.groups}" if args.groups > 1 else ""
-        out = Path(args.out) if args.out else Path(args.root) / "recon" / f"{args.backend}{suffix}"
+        suffix = f"_g{conf.groups}" if conf.groups > 1 else ""
+        out = Path(args.out) if args.out else Path(args.root) / "recon" / f"{conf.backend}{suffix}"
         manifest_path = pipeline.main(conf, dataset, out, overwrite=args.overwrite)
     manifest = json.loads(manifest_path.read_text())
     if args.preview and manifest["summary"]["ok"]:

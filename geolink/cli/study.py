@@ -9,7 +9,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "study",
         help="the multi-seed ablation study on the synthetic benchmark",
-        description="Train every run of a study (a YAML file; shipped: geolink/configs/studies) "
+        description="Train every run of a study (a YAML file; shipped: geolink/configs/study) "
         "for each seed, evaluate it on every region in both directions, and write results.md "
         "and results.json with mean ± std and one verdict per question. Resumable; split it "
         "across processes with --shard I/N (same --out).",

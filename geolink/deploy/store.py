@@ -17,15 +17,17 @@ import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
 from geolink.deploy.tiles import Tile
-from geolink.errors import DataError, GeoLinkError, MissingDependencyError
+from geolink.errors import ConfigError, DataError, GeoLinkError, MissingDependencyError
 from geolink.registries import INDEX_TYPES
+from geolink.utils import conf as conf_mod
 from geolink.utils.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,36 @@ def _apply_search_params(index: Any, params: dict[str, Any]) -> None:
         index.nprobe = min(int(params["nprobe"]), index.nlist)
     if "ef_search" in params and hasattr(index, "hnsw"):
         index.hnsw.efSearch = int(params["ef_search"])
+
+
+# ----------------------------------------------------------------------------- the step's config
+STEP = "index"  # presets in geolink/configs/index/: flat, ivf, hnsw
+
+
+@dataclass
+class IndexConfig:
+    index_type: str = "flat"  # a name of geolink.registries.INDEX_TYPES
+    # the type's parameters (ivf: nlist, nprobe; hnsw: m, ef_search, ef_construction), checked
+    # by its factory
+    params: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 16
+    flush_every: int = 1024  # tiles between saves, so an interrupted build resumes
+
+    RUNTIME: ClassVar[tuple[str, ...]] = ("batch_size", "flush_every")
+
+
+def resolve(
+    conf: IndexConfig | Mapping[str, Any] | Sequence[str] | None = None, preset: str | None = None
+) -> IndexConfig:
+    """The step's config: ``preset``, then ``conf`` (a mapping or ``key=value`` strings),
+    strictly; an unknown index type lists the known ones."""
+    if not isinstance(conf, IndexConfig):
+        conf = conf_mod.load(IndexConfig, STEP, preset, overrides=conf or {}, open_keys=("params",))
+    if conf.index_type not in INDEX_TYPES:
+        raise ConfigError(
+            f"unknown index type '{conf.index_type}'; available: {', '.join(INDEX_TYPES.names())}"
+        )
+    return conf
 
 
 # ----------------------------------------------------------------------------- the index
@@ -248,7 +280,7 @@ class Embedder(Protocol):
 
 
 def main(
-    conf: dict[str, Any],
+    conf: IndexConfig | Mapping[str, Any] | None,
     tiles: Sequence[Tile],
     encoder: Embedder,
     out_dir: str | os.PathLike,
@@ -257,8 +289,8 @@ def main(
 ) -> Path:
     """Embed ``tiles`` with ``encoder`` into the index at ``out_dir``; returns ``out_dir``.
 
-    ``conf``: ``index_type`` (flat|ivf|hnsw), ``params`` (type parameters), ``batch_size``,
-    ``flush_every`` (tiles between saves, so an interrupted build resumes).
+    ``conf``: an :class:`IndexConfig` or a mapping of its options. The resolved config is
+    written to ``out_dir/config.yaml``; resuming or adding with another one is refused.
 
     - new folder, or ``overwrite``: build from scratch;
     - existing index, same checkpoint: tiles already in it are skipped. Without ``add`` the tile
@@ -266,14 +298,14 @@ def main(
     - a different checkpoint (sha256) is refused: embeddings of two models do not mix.
     """
     out_dir = Path(out_dir)
-    batch_size = int(conf.get("batch_size", 16))
-    flush_every = int(conf.get("flush_every", 1024))
+    conf = resolve(conf)
     exists = (out_dir / META_FILE).is_file()
     ids = [t.id for t in tiles]
     if len(set(ids)) != len(ids):
         raise DataError("duplicate tile ids in the input; ids must be unique")
 
     store = _open_or_create(conf, tiles, encoder, out_dir, exists and not overwrite, add)
+    conf_mod.record(out_dir, conf, STEP, overwrite or not exists)
     todo = [t for t in tiles if t.id not in store]
     if len(todo) < len(tiles):
         log.info(
@@ -286,7 +318,7 @@ def main(
         log.info("index %s is up to date (%d tiles)", out_dir, len(store))
         return out_dir
 
-    _embed_into(store, todo, encoder, out_dir, batch_size, flush_every)
+    _embed_into(store, todo, encoder, out_dir, conf.batch_size, conf.flush_every)
     store.meta["complete"] = True
     store.save(out_dir)
     log.info(
@@ -300,7 +332,7 @@ def main(
 
 
 def _open_or_create(
-    conf: dict[str, Any], tiles: Sequence[Tile], encoder: Embedder, out_dir: Path, reuse: bool,
+    conf: IndexConfig, tiles: Sequence[Tile], encoder: Embedder, out_dir: Path, reuse: bool,
     add: bool,
 ) -> TileIndex:  # fmt: skip
     """The existing index at ``out_dir`` (same model; same tile set unless ``add``) when
@@ -315,12 +347,7 @@ def _open_or_create(
                 "--add to append these tiles or --overwrite to rebuild"
             )
     else:
-        store = TileIndex.create(
-            encoder.info,
-            conf.get("index_type", "flat"),
-            n_hint=len(tiles),
-            **conf.get("params", {}),
-        )
+        store = TileIndex.create(encoder.info, conf.index_type, n_hint=len(tiles), **conf.params)
     return store
 
 

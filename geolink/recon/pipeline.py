@@ -22,17 +22,17 @@ import re
 import resource
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from tqdm import tqdm
 
 from geolink.errors import ConfigError, DataError, GeoLinkError, MissingDependencyError
-from geolink.recon.base import SceneFailed, build_backend, merge_conf
+from geolink.recon.base import BACKENDS, SceneFailed, build_backend
 from geolink.recon.pointcloud import (
     DegenerateCloudError,
     PointCloud,
@@ -42,28 +42,60 @@ from geolink.recon.pointcloud import (
     read_colmap_points,
     write_ply,
 )
+from geolink.utils import conf as conf_mod
 from geolink.utils.io import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
 MANIFEST_VERSION = 1
 
-DEFAULT_CONF: dict[str, Any] = {
-    "backend": "colmap",
-    "backend_conf": {},  # options of the backend (strictly checked by the backend)
-    "split": "train",
-    "groups": 1,  # >1: split each location's images into this many scenes (released code: 3)
-    "group_mode": "contiguous",  # contiguous (consecutive views) | interleave (every k-th)
-    "scenes": None,  # optional list of scene keys (after grouping) to restrict the run to
-    "workers": 1,
-    "retry_failed": False,
-    "keep_work": False,  # keep the per-scene scratch folders (COLMAP database, models)
-    "features": True,  # cache Point-NN features of the ok scenes at the end
-    **{f.name: f.default for f in fields(PostprocessConfig)},
+STEP = "reconstruct"  # presets in geolink/configs/reconstruct/
+
+
+class GroupMode(conf_mod.Choice):
+    contiguous = "contiguous"  # consecutive views form a scene
+    interleave = "interleave"  # every k-th view
+
+
+@dataclass
+class ReconConfig(PostprocessConfig):
+    """Options of the reconstruction step (and, inherited, of the post-processing)."""
+
+    backend: str = "colmap"  # a name of geolink.registries.RECON_BACKENDS
+    backend_conf: dict[str, Any] = field(default_factory=dict)  # checked by the backend
+    split: str = "train"
+    groups: int = 1  # >1: split each location's images into this many scenes (released code: 3)
+    group_mode: GroupMode = GroupMode.contiguous
+    scenes: list[str] | None = None  # restrict the run to these scene keys (after grouping)
+    workers: int = 1
+    retry_failed: bool = False
+    keep_work: bool = False  # keep the per-scene scratch folders (COLMAP database, models)
+    features: bool = True  # cache Point-NN features of the ok scenes at the end
     # COLMAP model import only (the released code used every point of points3D.txt)
-    "import_min_track_length": 0,
-    "import_max_reproj_error": float("inf"),
-}
+    import_min_track_length: int = 0
+    import_max_reproj_error: float = float("inf")
+
+    # how the work is run, not what it makes: not compared when a run resumes
+    RUNTIME: ClassVar[tuple[str, ...]] = ("workers", "retry_failed", "keep_work", "scenes")
+
+
+def resolve(
+    conf: ReconConfig | Mapping[str, Any] | Sequence[str] | None = None, preset: str | None = None
+) -> ReconConfig:
+    """The step's config: ``preset`` (a name in ``geolink/configs/reconstruct``), then ``conf``
+    (a mapping, or ``key=value`` strings), strictly; an unknown backend lists the known ones."""
+    if isinstance(conf, ReconConfig):
+        cfg = conf
+    else:
+        cfg = conf_mod.load(ReconConfig, STEP, preset, overrides=conf or {}, open_keys=OPEN_KEYS)
+    if cfg.backend not in BACKENDS:
+        raise ConfigError(
+            f"unknown reconstruction backend '{cfg.backend}'; available: {', '.join(BACKENDS.names())}"
+        )
+    return cfg
+
+
+OPEN_KEYS = ("backend_conf",)
 
 
 def scenes_of(dataset: Any, split: str = "train") -> dict[str, list[Path]]:
@@ -244,12 +276,13 @@ def main(
     """Reconstruct every scene of ``dataset``; returns the path of ``manifest.json``.
 
     Args:
-        conf: options (see ``DEFAULT_CONF``), merged strictly.
+        conf: options (:class:`ReconConfig`: a mapping or ``key=value`` strings), strictly.
         dataset: object with ``scenes(split) -> {key: [image paths]}``, or such a mapping.
         out_dir: output folder (created).
         overwrite: redo every scene, ignoring the existing manifest and PLY files.
     """
-    conf = merge_conf(DEFAULT_CONF, conf, "reconstruct")
+    cfg = resolve(conf)
+    conf = conf_mod.to_dict(cfg)
     post = PostprocessConfig(**{f.name: conf[f.name] for f in fields(PostprocessConfig)})
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -260,6 +293,7 @@ def main(
     backend.check()
     manifest = None if overwrite else _load_manifest(manifest_path)
     _check_resumable(manifest, manifest_path, conf, post)
+    conf_mod.record(out_dir, cfg, STEP, overwrite)  # the resolved config, compared on resume
     manifest = manifest or _new_manifest(conf, post)
 
     todo = _todo(scenes, manifest, out_dir, conf)
@@ -418,7 +452,8 @@ def import_colmap(
     Returns:
         Path of ``manifest.json`` (backend ``colmap_import``).
     """
-    conf = merge_conf(DEFAULT_CONF, conf, "reconstruct")
+    cfg = resolve(conf)
+    conf = conf_mod.to_dict(cfg)
     post = PostprocessConfig(**{f.name: conf[f.name] for f in fields(PostprocessConfig)})
     src_dir, out_dir = Path(src_dir), Path(out_dir)
     if not src_dir.is_dir():
@@ -430,6 +465,7 @@ def import_colmap(
         raise DataError(f"{src_dir}: no points3D.txt or points3D.bin found below this folder")
     manifest_path = out_dir / "manifest.json"
     manifest = None if overwrite else _load_manifest(manifest_path)
+    conf_mod.record(out_dir, cfg, STEP, overwrite)
     conf = {**conf, "backend": "colmap_import"}
     manifest = manifest or _new_manifest(conf, post)
     for model in tqdm(model_dirs, desc="import", unit="scene"):

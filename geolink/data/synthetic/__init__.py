@@ -5,13 +5,12 @@ University-1652-layout dataset per region plus cameras, depth maps, GPS and ``sy
 See ``docs/synthetic.md``.
 """
 
-from geolink.data.synthetic.presets import GENERATOR_VERSION, PRESETS, SynthParams, resolve_params
+from geolink.data.synthetic.presets import GENERATOR_VERSION, SynthParams, resolve_params
 from geolink.data.synthetic.render import GLUnavailableError
 from geolink.data.synthetic.write import generate
 
 __all__ = [
     "GENERATOR_VERSION",
-    "PRESETS",
     "GLUnavailableError",
     "SynthParams",
     "generate",

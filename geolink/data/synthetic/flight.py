@@ -43,10 +43,11 @@ from tqdm import tqdm
 from geolink.data.synthetic import cameras as C
 from geolink.data.synthetic import world
 from geolink.data.synthetic.flightpath import flight_path
-from geolink.data.synthetic.presets import GENERATOR_VERSION, SynthParams, apply_preset
+from geolink.data.synthetic.presets import GENERATOR_VERSION, SynthParams
 from geolink.data.synthetic.render import Light, Renderer
 from geolink.data.synthetic.styles import RegionStyle, get_style
 from geolink.errors import ConfigError, DataError, MissingDependencyError
+from geolink.utils import conf
 from geolink.utils.geodesy import EARTH_RADIUS_M
 from geolink.utils.io import atomic_path, atomic_write_json, atomic_write_text
 
@@ -90,25 +91,7 @@ class MapParams:
         return json_ready(dataclasses.asdict(self))
 
 
-MAP_PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {},
-    # several km^2 and flights long enough to track: the benchmark's map
-    "default": {
-        "half_m": 1000.0,
-        "ground_px": 4096,
-        "m_per_px": 0.5,
-        "shadow_size": 4096,
-        "flights": 5,
-        "length_m": 2500.0,
-        "spacing_m": 25.0,
-        "frame_size": (256, 256),
-        "altitude_m": (120.0, 250.0),
-        "pitch_deg": (0.0, 40.0),
-        "leg_m": (300.0, 700.0),
-        "turn_radius_m": 60.0,
-        "margin_m": 250.0,
-    },
-}
+MAP_STEP = "map"  # presets in geolink/configs/map/: tiny, default
 
 
 def json_ready(v: Any) -> Any:
@@ -121,7 +104,7 @@ def json_ready(v: Any) -> Any:
 
 def resolve_map_params(preset: str = "tiny", **overrides: Any) -> MapParams:
     """The map preset with ``overrides`` applied; unknown names and bad values: ConfigError."""
-    p = apply_preset(MapParams, MAP_PRESETS, preset, "map", **overrides)
+    p = conf.load(MapParams, MAP_STEP, preset, overrides=overrides)
     get_style(p.style)  # unknown style: ConfigError listing the styles
     _check(p)
     return p
@@ -346,7 +329,8 @@ def generate_map(
 
     p = resolve_map_params(preset, **overrides)
     out = Path(out)
-    _prepare(out, _map_meta(p, seed), overwrite)
+    _prepare(out, _map_meta(p, seed), overwrite)  # refuses a folder made with other settings
+    conf.record(out, p, MAP_STEP, overwrite=True)  # config.yaml, as every step writes
     try:
         with cf.ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
             pool.submit(_render_map, p, seed, out).result()

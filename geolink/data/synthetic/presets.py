@@ -1,4 +1,5 @@
-"""Parameters of the synthetic benchmark and the named presets ``tiny``, ``demo``, ``bench``.
+"""Parameters of the synthetic benchmark; named presets in ``geolink/configs/synth/`` (``tiny``,
+``demo``, ``bench``), resolved by :mod:`geolink.utils.conf`.
 
 Every parameter is written into ``synth.json``; a generated folder is only resumed when its
 parameters are identical. Overrides are strict: an unknown name is a :class:`ConfigError`.
@@ -8,12 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from geolink.data.synthetic.styles import get_style
 from geolink.errors import ConfigError
+from geolink.utils import conf
 
 GENERATOR_VERSION = "1.0"
+
+
+class DroneMode(conf.Choice):
+    orbit = "orbit"  # University-1652-like rings around the target
+    fixed_heights = "fixed_heights"  # SUES-200-like: one ring per altitude
 
 
 @dataclass(frozen=True)
@@ -30,7 +37,7 @@ class SynthParams:
     scene_half_m: float = 200.0  # detailed ground around a location: [-half, half]^2
     ground_px: int = 1024  # ground texture resolution over 2 * scene_half_m
     hfov_deg: float = 60.0  # drone horizontal field of view
-    drone_mode: str = "orbit"  # "orbit" (U1652-like rings) | "fixed_heights" (SUES-like)
+    drone_mode: DroneMode = DroneMode.orbit
     # orbit mode: rings of (altitude m, radius m, views); consecutive rings are staggered
     rings: tuple[tuple[float, float, int], ...] = ((150.0, 135.0, 4), (125.0, 110.0, 4))
     # fixed_heights mode: one ring per altitude; radius = altitude * sues_radius_ratio
@@ -44,6 +51,8 @@ class SynthParams:
     jpeg_quality: int = 92
     write_depth: bool = True
     workers: int = 1  # worker processes, each with its own GL context
+
+    RUNTIME: ClassVar[tuple[str, ...]] = ("workers",)  # does not change the images
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -72,80 +81,12 @@ def _listify(v: Any) -> Any:
     return v
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {},
-    # the demo's graded domain shift: train on campus; campus_autumn is the near target (same
-    # style, new area, autumn palette), suburb and downtown the far ones. 200 training locations
-    # in campus (see docs/synthetic.md for where same-area accuracy stops improving), 50 test
-    # locations (tiles) everywhere: chance R@1 = 2 %.
-    "demo": {
-        "regions": ("campus", "campus_autumn", "suburb", "downtown"),
-        "train_locations": 200,
-        "other_train_locations": 1,
-        "test_locations": 50,
-        "drone_size": 160,
-        "satellite_size": 160,
-        "rings": ((160.0, 140.0, 4), (115.0, 100.0, 4)),
-        "workers": 2,
-    },
-    "bench": {
-        "regions": ("campus", "suburb", "downtown", "campus_2", "suburb_2", "downtown_2"),
-        "train_locations": 60,
-        "test_locations": 40,
-        "drone_size": 384,
-        "satellite_size": 384,
-        "ground_px": 1536,
-        "rings": ((180.0, 150.0, 10), (140.0, 115.0, 10), (105.0, 85.0, 10)),
-        "workers": 2,
-    },
-}
-
-
-def _coerce(name: str, value: Any, default: Any) -> Any:
-    if isinstance(default, bool):
-        if isinstance(value, str):
-            return value.lower() in ("1", "true", "yes")
-        return bool(value)
-    if isinstance(default, (int, float)) and not isinstance(value, (tuple, list)):
-        try:
-            return type(default)(value)
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"synth parameter '{name}': expected {type(default).__name__}") from e
-    if isinstance(default, tuple):
-        seq = value.split(",") if isinstance(value, str) else value
-        if default and isinstance(default[0], (int, float)) and not isinstance(default[0], bool):
-            try:  # a numeric range such as altitude_m=100,200
-                return tuple(type(default[0])(x) for x in seq)
-            except (TypeError, ValueError) as e:
-                raise ConfigError(f"parameter '{name}': expected numbers, got {value!r}") from e
-        return tuple(tuple(x) if isinstance(x, list) else x for x in seq)
-    return value
-
-
-def apply_preset(
-    cls: type, presets: dict[str, dict[str, Any]], preset: str, what: str, **overrides
-):
-    """``cls()`` with the named preset and then ``overrides`` applied, values coerced to the
-    fields' types; an unknown preset or field name is a ConfigError listing the known ones."""
-    if preset not in presets:
-        raise ConfigError(f"unknown {what} preset '{preset}'; available: {', '.join(presets)}")
-    fields = [f.name for f in dataclasses.fields(cls)]
-    merged = {**presets[preset], **overrides}
-    unknown = sorted(set(merged) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"unknown {what} parameter(s) {', '.join(unknown)}; available: {', '.join(fields)}"
-        )
-    base = cls()
-    values = {k: _coerce(k, v, getattr(base, k)) for k, v in merged.items()}
-    return dataclasses.replace(base, **values)
+STEP = "synth"  # presets in geolink/configs/synth/: tiny, demo, bench
 
 
 def resolve_params(preset: str = "tiny", **overrides: Any) -> SynthParams:
     """The preset's parameters with ``overrides`` applied (unknown names raise ConfigError)."""
-    p = apply_preset(SynthParams, PRESETS, preset, "synth", **overrides)
-    if p.drone_mode not in ("orbit", "fixed_heights"):
-        raise ConfigError(f"drone_mode must be 'orbit' or 'fixed_heights', got '{p.drone_mode}'")
+    p = conf.load(SynthParams, STEP, preset, overrides=overrides)
     if p.train_locations < 1 or p.test_locations < 1:
         raise ConfigError("train_locations and test_locations must be >= 1")
     if p.other_train_locations == 0 or p.other_train_locations < -1:
@@ -157,4 +98,4 @@ def resolve_params(preset: str = "tiny", **overrides: Any) -> SynthParams:
     return p
 
 
-__all__ = ["GENERATOR_VERSION", "PRESETS", "SynthParams", "resolve_params"]
+__all__ = ["GENERATOR_VERSION", "STEP", "DroneMode", "SynthParams", "resolve_params"]

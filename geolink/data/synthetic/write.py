@@ -31,10 +31,11 @@ from tqdm import tqdm
 
 from geolink.data.synthetic import cameras as C
 from geolink.data.synthetic import world
-from geolink.data.synthetic.presets import GENERATOR_VERSION, SynthParams, resolve_params
+from geolink.data.synthetic.presets import GENERATOR_VERSION, STEP, SynthParams, resolve_params
 from geolink.data.synthetic.render import Light, Renderer
 from geolink.data.synthetic.styles import RegionStyle, get_style
 from geolink.errors import DataError
+from geolink.utils import conf
 from geolink.utils.io import atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -280,9 +281,11 @@ def _prepare(out: Path, meta: dict, overwrite: bool) -> bool:
                 for region in old.get("regions", []):
                     shutil.rmtree(out / region, ignore_errors=True)
                 f.unlink()
+                (out / conf.CONFIG_FILE).unlink(missing_ok=True)
             elif old != meta:
+                diff = conf.differences(old, meta) or ["generator version"]
                 raise DataError(
-                    f"{f} was written with other parameters (seed/preset/params differ); "
+                    f"{f} was written with other parameters ({'; '.join(diff[:6])}); "
                     "pass overwrite=True (--overwrite) or choose another output folder"
                 )
             elif f == done:
@@ -311,7 +314,9 @@ def generate(
     params = resolve_params(preset, **overrides)
     out = Path(out_dir)
     meta = _meta(params, preset, seed)
-    if _prepare(out, meta, overwrite):
+    done = _prepare(out, meta, overwrite)  # refuses a folder made with other parameters
+    conf.record(out, params, STEP, overwrite=True)  # config.yaml, as every step writes
+    if done:
         log.info("synthetic benchmark already complete in %s", out)
         return out
     jobs = []
