@@ -264,18 +264,19 @@ def evaluate_checkpoint(
         common = dict(
             out_dir=run / "eval" / region,
             dataset_name=region,
-            batch_size=cfg.eval_batch_size,
             model_key=meta["sha256"],
             cache_dir=run / "eval" / "cache",
             # the untrained, baseline and GeoLink encoders share their frozen trunk: its
             # activations of the test images are computed once for all three
             trunk_cache_dir=run.parent / "trunk_cache",
         )
-        res = evaluate(encoder, ds, directions="both", conditions=["clean"], **common)
+        clean = {"direction": "both", "batch_size": cfg.eval_batch_size}
+        res = evaluate(encoder, ds, clean, **common)
         # Weather on cross-region targets only (Table 4 is a cross-area setting).
         if region in weather and cfg.conditions:
             conds = ["clean", *cfg.conditions]
-            res = evaluate(encoder, ds, directions="drone2satellite", conditions=conds, **common)
+            with_weather = {**clean, "direction": "drone2satellite", "conditions": conds}
+            res = evaluate(encoder, ds, with_weather, **common)
         summary[region] = res["metrics_path"]
     return summary
 

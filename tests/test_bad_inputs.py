@@ -102,9 +102,9 @@ def test_bad_coordinate_csvs(tmp_path, content, match):
 @pytest.mark.parametrize(
     "flags,named",
     [
-        (["--batch-size", "0"], "--batch-size 0"),
-        (["--workers", "-1"], "--workers -1"),
-        (["--topk", "-5"], "--topk -5"),
+        (["--batch-size", "0"], "batch_size=0"),
+        (["--workers", "-1"], "workers=-1"),
+        (["--topk", "-5"], "topk=-5"),
         (["--device", "banana"], "--device 'banana'"),
     ],
     ids=["batch0", "workers", "topk", "device"],

@@ -92,10 +92,14 @@ def test_every_shipped_preset_of_every_step_resolves():
     from geolink.data.synthetic.flight import resolve_map_params
     from geolink.data.synthetic.presets import resolve_params
     from geolink.deploy import store
+    from geolink.evaluate import config as eval_config
+    from geolink.evaluate.tables import load_grid
     from geolink.recon import pipeline
     from geolink.study import load_study
 
     resolvers = {
+        "eval": lambda n: eval_config.resolve(preset=n),
+        "tables": load_grid,
         "synth": resolve_params,
         "map": resolve_map_params,
         "reconstruct": lambda n: pipeline.resolve(preset=n),
@@ -113,6 +117,9 @@ def test_every_shipped_preset_of_every_step_resolves():
     for name in conf.preset_names("demo"):
         resolve_demo(name)
     assert pipeline.resolve(preset="released").groups == 3
+    weather = eval_config.resolve(preset="weather")
+    assert weather.conditions == ["clean", "fog_rain", "fog_snow", "rain_snow", "wind"]
+    assert eval_config.resolve(preset="official").protocols() == ["paper", "official"]
     assert store.resolve(preset="hnsw").params == {"m": 32, "ef_search": 64}
 
 
@@ -133,6 +140,14 @@ def test_step_configs_check_names_at_load():
         resolve_demo("quick", {"conditions": ["hail"]})
     with pytest.raises(ConfigError, match=r"expected one of \[best, last\]"):
         resolve_demo("quick", ["checkpoint=first"])
+    from geolink.evaluate.config import resolve as resolve_eval
+
+    with pytest.raises(ConfigError, match="unknown weather 'hail'"):
+        resolve_eval({"conditions": "clean,hail"})
+    with pytest.raises(ConfigError, match=r"batch_size=0 \(expected >= 1\)"):
+        resolve_eval(["batch_size=0"])
+    with pytest.raises(ConfigError, match=r"expected one of \[both, drone2satellite"):
+        resolve_eval(["direction=up"])
     # a partial training config is a nested mapping, not strings
     q = resolve_demo("quick", ["train_overrides.train.epochs=3"])
     assert q.train_overrides["train"] == {"epochs": 3, "batch_size": 2}

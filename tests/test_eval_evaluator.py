@@ -91,12 +91,8 @@ def test_evaluate_writes_metrics_topk_and_resumes(tmp_path):
     res = evaluate(
         ColorEncoder(),
         ds,
-        "both",
-        ["clean", "wind"],
+        {"conditions": ["clean", "wind"], "protocol": "both", "batch_size": 4, "topk": 3},
         out,
-        protocol=["paper", "official"],
-        batch_size=4,
-        k=3,
     )
     recs = json.loads((out / "metrics.json").read_text())
     assert recs == res["records"]
@@ -122,7 +118,7 @@ def test_evaluate_writes_metrics_topk_and_resumes(tmp_path):
         def forward(self, images):
             raise AssertionError("recomputed")
 
-    again = evaluate(Broken(), ds, "both", ["clean", "wind"], out, ["paper", "official"])
+    again = evaluate(Broken(), ds, {"conditions": ["clean", "wind"], "protocol": "both"}, out)
     assert len(again["records"]) == 8
 
 
@@ -162,7 +158,9 @@ def test_evaluate_sues200_heights_and_average(tmp_path):
                 _img(t / "query_satellite" / loc / "0.png", rgb, i)
                 _img(t / "query_drone" / loc / "1.jpg", rgb, 10 + i)
     ds = build_dataset("sues200", root, heights="150,200")
-    res = evaluate(ColorEncoder(), ds, "drone2satellite", ["clean"], tmp_path / "ev", batch_size=8)
+    res = evaluate(
+        ColorEncoder(), ds, {"direction": "drone2satellite", "batch_size": 8}, tmp_path / "ev"
+    )
     sets = [r["set"] for r in res["records"]]
     assert sets == ["drone2satellite@150", "drone2satellite@200", "drone2satellite@avg"]
     avg = res["records"][-1]

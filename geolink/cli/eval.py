@@ -1,8 +1,12 @@
 """``geolink eval``: evaluate a checkpoint's 2D encoder (R@K, R@1%, AP, SDM@K) on a dataset.
 
-geolink eval --checkpoint CKPT --dataset NAME --root ROOT [--direction both]
-             [--weather fog_rain,fog_snow|paper] [--no-clean] [--protocol paper|official|both]
-             [--out DIR] [--batch-size 32] [--device cpu|cuda] [-o key=value ...]
+geolink eval --checkpoint CKPT --dataset NAME --root ROOT [--preset paper|weather|official]
+             [--direction both] [--weather fog_rain,fog_snow|paper] [--no-clean]
+             [--protocol paper|official|both] [--out DIR] [--batch-size 32]
+             [--device cpu|cuda] [-o key=value ...] [key=value ...]
+
+Options: the schema (geolink.evaluate.config.EvalConfig), then --preset, then the flags and
+key=value overrides.
 
 Writes DIR/metrics.json (one record per set x condition x protocol, plus @avg records over
 SUES-200 heights) and DIR/topk_<set>[_<condition>].csv. Records already there are kept.
@@ -14,6 +18,7 @@ import argparse
 from pathlib import Path
 
 from geolink.data import DATASETS
+from geolink.evaluate.config import Direction, Protocol, Ranking
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -24,43 +29,42 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--checkpoint", required=True, help="GeoLink checkpoint (.safetensors)")
     p.add_argument("--dataset", required=True, choices=DATASETS.names(), help="dataset reader")
     p.add_argument("--root", required=True, help="dataset root folder")
-    p.add_argument("--direction", default="both", help="both, drone2satellite or satellite2drone")
+    p.add_argument("--preset", help="named evaluation options: paper (default), weather, official")
+    p.add_argument(
+        "--direction", choices=[d.value for d in Direction],
+        help="both (default), drone2satellite or satellite2drone",
+    )  # fmt: skip
     p.add_argument(
         "--weather", default="",
         help="comma-separated weather conditions on drone images; 'paper' = fog_rain,fog_snow,"
         "rain_snow,wind (Table 4)",
     )  # fmt: skip
     p.add_argument("--no-clean", action="store_true", help="only the weather conditions")
-    p.add_argument("--protocol", default="paper", choices=("paper", "official", "both"))
+    p.add_argument("--protocol", choices=[x.value for x in Protocol], help="default: paper")
     p.add_argument(
         "--out", help="output folder (default: RUN/eval/<dataset>, RUN = the run folder)"
     )
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, help="images per encoder call (default 32)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if present)")
-    p.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
-    p.add_argument("--topk", type=int, default=10, help="gallery items per query in the CSVs")
-    p.add_argument("--backend", default="torch", choices=("torch", "faiss"), help="ranking")
+    p.add_argument("--workers", type=int, help="data-loader worker processes (default 0)")
+    p.add_argument("--topk", type=int, help="gallery items per query in the CSVs (default 10)")
+    p.add_argument("--backend", choices=[x.value for x in Ranking], help="ranking (default torch)")
     p.add_argument("--cache-dir", help="embedding cache (default: <out>/embeddings)")
     p.add_argument("--overwrite", action="store_true", help="recompute records already on disk")
     p.add_argument(
         "-o", "--option", action="append", default=[], metavar="KEY=VALUE",
         help="dataset option, e.g. heights=150,200 (sues200) or regions=a,b (synthetic)",
     )  # fmt: skip
+    p.add_argument("overrides", nargs="*", help="evaluation options key=value (EvalConfig)")
     return p
 
 
-def parse_conditions(weather: str, clean: bool = True) -> list[str]:
-    """``"paper"`` -> the four conditions of Table 4; validates every name."""
-    from geolink.data.weather import PAPER_CONDITIONS, check_condition
-    from geolink.errors import ConfigError
-
-    names: list[str] = []
-    for w in (x.strip() for x in weather.split(",") if x.strip()):
-        names += list(PAPER_CONDITIONS) if w == "paper" else [check_condition(w)]
-    out = (["clean"] if clean else []) + list(dict.fromkeys(names))
-    if not out:
-        raise ConfigError("--no-clean needs at least one --weather condition")
-    return out
+def _conditions(weather: str | None, no_clean: bool) -> list[str] | None:
+    """The --weather / --no-clean flags as the config's condition list (None: not given)."""
+    names = [w.strip() for w in (weather or "").split(",") if w.strip()]
+    if not names and not no_clean:
+        return None
+    return ([] if no_clean else ["clean"]) + names
 
 
 def format_records(records: list[dict]) -> str:
@@ -82,6 +86,7 @@ def format_records(records: list[dict]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     import re
+    from dataclasses import replace
 
     import torch
 
@@ -89,27 +94,34 @@ def run(args: argparse.Namespace) -> int:
     from geolink.cli.data import parse_pairs
     from geolink.data import build_dataset
     from geolink.errors import ConfigError
+    from geolink.evaluate.config import resolve
     from geolink.evaluate.evaluator import evaluate
 
-    for flag, value, low in (("--batch-size", args.batch_size, 1), ("--workers", args.workers, 0),
-                             ("--topk", args.topk, 1)):  # fmt: skip
-        if value < low:
-            raise ConfigError(f"{flag} {value}: must be >= {low}")
-    if args.device is not None and not re.fullmatch(r"cpu|mps|cuda(:\d+)?", args.device):
-        raise ConfigError(f"--device {args.device!r}: expected cpu, cuda, cuda:N or mps")
-    if args.device and args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {args.device}: this machine has no CUDA device")
-    conditions = parse_conditions(args.weather, clean=not args.no_clean)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    flags = {
+        "direction": args.direction,
+        "conditions": _conditions(args.weather, args.no_clean),
+        "protocol": args.protocol,
+        "batch_size": args.batch_size,
+        "device": args.device,
+        "workers": args.workers,
+        "topk": args.topk,
+        "backend": args.backend,
+    }
+    over = {k: v for k, v in flags.items() if v is not None}
+    over.update(parse_pairs(args.overrides, "evaluation option"))
+    cfg = resolve(over, args.preset)
+    if cfg.device is not None and not re.fullmatch(r"cpu|mps|cuda(:\d+)?", cfg.device):
+        raise ConfigError(f"--device {cfg.device!r}: expected cpu, cuda, cuda:N or mps")
+    if cfg.device and cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {cfg.device}: this machine has no CUDA device")
+    cfg = replace(cfg, device=cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dataset = build_dataset(args.dataset, args.root, **parse_pairs(args.option))
-    encoder, meta = load_image_encoder(args.checkpoint, map_location=device)
+    encoder, meta = load_image_encoder(args.checkpoint, map_location=cfg.device)
     out = Path(args.out) if args.out else default_eval_dir(Path(args.checkpoint), args.dataset)
-    protocols = ["paper", "official"] if args.protocol == "both" else [args.protocol]
     result = evaluate(
-        encoder, dataset, args.direction, conditions, out, protocols,
-        dataset_name=args.dataset, batch_size=args.batch_size, device=device,
+        encoder, dataset, cfg, out, dataset_name=args.dataset,
         cache_dir=args.cache_dir or out / "embeddings", model_key=meta["sha256"],
-        k=args.topk, backend=args.backend, num_workers=args.workers, overwrite=args.overwrite,
+        overwrite=args.overwrite,
     )  # fmt: skip
     print(format_records(result["records"]))
     print(f"\nwrote {result['metrics_path']}")

@@ -12,17 +12,19 @@ from __future__ import annotations
 import csv
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from torch import nn
 
-from geolink.errors import ConfigError, DataError, GeoLinkError
+from geolink.errors import ConfigError, DataError
+from geolink.evaluate.config import CLEAN, EvalConfig
+from geolink.evaluate.config import resolve as resolve_eval
 from geolink.evaluate.embed import embed_images
 from geolink.evaluate.metrics import (
-    PROTOCOLS,
     meter_accuracy,
     positive_ranks,
     sdm_at_k,
@@ -33,7 +35,6 @@ from geolink.utils.io import atomic_path, atomic_write_json
 
 log = logging.getLogger(__name__)
 
-CLEAN = "clean"
 METRICS_FILE = "metrics.json"
 SDM_KS = (1, 3, 5, 10)
 
@@ -245,14 +246,6 @@ def _reusable(records: list[dict], source: dict, path: Path) -> list[dict]:
     return kept
 
 
-def _protocols(protocol: str | Sequence[str]) -> list[str]:
-    protocols = [protocol] if isinstance(protocol, str) else list(protocol)
-    for p in protocols:
-        if p not in PROTOCOLS:
-            raise GeoLinkError(f"unknown protocol '{p}'; expected one of {', '.join(PROTOCOLS)}")
-    return protocols
-
-
 def _score(
     rs: Any, q: np.ndarray, g: np.ndarray, cond: str, protocol: str, name: str, source: dict,
     k: int, backend: str, out: Path | None,
@@ -289,34 +282,29 @@ def _score(
 def evaluate(
     encoder: nn.Module,
     dataset: Any,
-    directions: str = "both",
-    conditions: Sequence[str | None] = (CLEAN,),
+    conf: EvalConfig | Mapping[str, Any] | Sequence[Any] | None = None,
     out_dir: str | Path | None = None,
-    protocol: str | Sequence[str] = "paper",
+    *,
     dataset_name: str | None = None,
-    batch_size: int = 32,
-    device: str | None = None,
     cache_dir: str | Path | None = None,
     model_key: str | None = None,
-    k: int = 10,
-    backend: str = "torch",
-    num_workers: int = 0,
     overwrite: bool = False,
     trunk_cache_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``encoder`` on every retrieval set of ``dataset`` (a ``CrossViewDataset``).
 
-    ``conditions``: ``"clean"`` (or None) and/or weather conditions, applied to drone images only.
-    ``protocol``: "paper", "official" or a list of both. Writes (when ``out_dir`` is given)
-    ``metrics.json``: a list of records ``{"dataset", "set", "direction", "condition",
-    "protocol", "metrics": {"R@1", "R@5", "R@10", "R@1%", "AP", ["SDM@K", "MA@m"]},
-    "n_queries", "n_gallery", "n_gallery_total"}`` plus ``@avg`` records, and the top-k CSVs.
+    ``conf``: an :class:`~geolink.evaluate.config.EvalConfig` or its options (directions, clean
+    and/or weather conditions applied to drone images only, protocols, batch size, ...).
+    Writes (when ``out_dir`` is given) ``metrics.json``: a list of records ``{"dataset", "set",
+    "direction", "condition", "protocol", "metrics": {"R@1", "R@5", "R@10", "R@1%", "AP",
+    ["SDM@K", "MA@m"]}, "n_queries", "n_gallery", "n_gallery_total", "source"}`` plus ``@avg``
+    records, and the top-k CSVs. Records already there (of the same ``source``: model and
+    dataset) are kept; an evaluation folder gathers the records of several calls.
     ``trunk_cache_dir``: share the frozen trunk's activations between models that have the same
     frozen trunk (see :func:`geolink.evaluate.embed.embed_images`).
     Returns ``{"records": [...], "metrics_path": path or None}``.
     """
-    protocols = _protocols(protocol)
-    conds = [CLEAN if c in (None, "", CLEAN) else c for c in conditions] or [CLEAN]
+    cfg = resolve_eval(conf)
     name = dataset_name or getattr(dataset, "name", type(dataset).__name__)
     out = Path(out_dir) if out_dir is not None else None
     metrics_path = out / METRICS_FILE if out is not None else None
@@ -328,38 +316,69 @@ def evaluate(
     existing: list[dict] = []
     if metrics_path is not None and metrics_path.is_file() and not overwrite:
         existing = _reusable(load_records(metrics_path), source, metrics_path)
-    done = {_record_key(r) for r in existing}
     embedder = _Embedder(
         encoder,
-        batch_size=batch_size,
-        device=device,
+        batch_size=cfg.batch_size,
+        device=cfg.device,
         cache_dir=cache_dir,
         model_key=model_key,
-        num_workers=num_workers,
+        num_workers=cfg.workers,
         trunk_cache_dir=trunk_cache_dir,
     )
-    records = list(existing)
-    sets = dataset.eval_sets(directions)
+    sets = dataset.eval_sets(str(cfg.direction))
     if not sets:
-        raise DataError(f"dataset '{name}' has no evaluation sets for direction '{directions}'")
+        raise DataError(f"dataset '{name}' has no evaluation sets for direction '{cfg.direction}'")
+    records = list(existing)
     for rs in sets:
         if not rs.labeled:
             log.warning("%s: unlabeled queries; skipped (retrieval-only set)", rs.name)
             continue
-        qv, gv = _views(rs)
-        embedder.memo.clear()  # bounded memory: only this set's embeddings stay in RAM
-        for cond in conds:
-            todo = [p for p in protocols if (rs.name, cond, p) not in done]
-            if not todo:
-                continue
-            weather = None if cond == CLEAN else cond
-            q = embedder(rs.queries, weather if qv == "drone" else None, f"{rs.name} queries")
-            g = embedder(rs.gallery, weather if gv == "drone" else None, f"{rs.name} gallery")
-            for p in todo:
-                records.append(_score(rs, q, g, cond, p, name, source, k, backend, out))
-                if metrics_path is not None:  # after every record: a crash loses nothing done
-                    atomic_write_json(metrics_path, records + average_records(records))
+        _evaluate_set(rs, cfg, embedder, records, _Target(name, source, out, metrics_path))
     records += average_records(records)
     if metrics_path is not None:
         atomic_write_json(metrics_path, records)
     return {"records": records, "metrics_path": str(metrics_path) if metrics_path else None}
+
+
+@dataclass
+class _Target:
+    """Where an evaluation's records go and what they name as their origin."""
+
+    name: str
+    source: dict[str, str]
+    out: Path | None
+    metrics_path: Path | None
+
+
+def _evaluate_set(
+    rs: Any, cfg: EvalConfig, embedder: _Embedder, records: list[dict], target: _Target
+) -> None:
+    """Append the records of retrieval set ``rs`` still missing from ``records``, for every
+    condition and protocol of ``cfg``; ``metrics.json`` is rewritten after each one."""
+    done = {_record_key(r) for r in records}
+    qv, gv = _views(rs)
+    embedder.memo.clear()  # bounded memory: only this set's embeddings stay in RAM
+    for cond in cfg.conditions:
+        todo = [p for p in cfg.protocols() if (rs.name, cond, p) not in done]
+        if not todo:
+            continue
+        weather = None if cond == CLEAN else cond
+        q = embedder(rs.queries, weather if qv == "drone" else None, f"{rs.name} queries")
+        g = embedder(rs.gallery, weather if gv == "drone" else None, f"{rs.name} gallery")
+        for p in todo:
+            records.append(
+                _score(
+                    rs,
+                    q,
+                    g,
+                    cond,
+                    p,
+                    target.name,
+                    target.source,
+                    cfg.topk,
+                    str(cfg.backend),
+                    target.out,
+                )  # fmt: skip
+            )
+            if target.metrics_path is not None:  # after every record: a crash loses nothing
+                atomic_write_json(target.metrics_path, records + average_records(records))

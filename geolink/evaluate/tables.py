@@ -31,17 +31,46 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from geolink.errors import ConfigError, DataError
 from geolink.evaluate.metrics import mean_std
 from geolink.evaluate.paper_numbers import SOURCE, paper_table
+from geolink.utils import conf
 from geolink.utils.io import atomic_write_json, atomic_write_text
 
-GRID_KEYS = {"name", "title", "paper", "metrics", "protocol", "condition", "set", "columns",
-             "rows", "notes"}  # fmt: skip
-COLUMN_KEYS = {"name", "set", "condition", "protocol"}
-ROW_KEYS = {"name", "paper_row", "cells"}
+STEP = "tables"  # shipped grids in geolink/configs/tables/
+
+
+@dataclass
+class GridColumn:
+    name: str  # required
+    set: str | None = None  # defaults: the grid's, else drone2satellite / clean / paper
+    condition: str | None = None
+    protocol: str | None = None
+
+
+@dataclass
+class GridRow:
+    name: str  # required
+    paper_row: str | None = None  # the published row shown alongside
+    # column name -> a run's eval folder, a list of them (seeds) or
+    # {runs: [...], set: ..., condition: ..., protocol: ...}
+    cells: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Grid:
+    metrics: list[str]  # required
+    columns: list[GridColumn]  # required
+    name: str = ""  # default: the file's stem
+    title: str = ""
+    paper: str | None = None  # published numbers (geolink.evaluate.paper_numbers)
+    protocol: str | None = None
+    condition: str | None = None
+    set: str | None = None
+    rows: list[GridRow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
 CELL_KEYS = {"runs", "set", "condition", "protocol"}
 
 
@@ -58,12 +87,13 @@ def shipped_grids() -> dict[str, Path]:
     """Grid files shipped in ``geolink/configs/tables`` by stem."""
     from importlib import resources
 
-    root = resources.files("geolink") / "configs" / "tables"
-    return {p.name[:-5]: Path(str(p)) for p in root.iterdir() if p.name.endswith(".yaml")}
+    root = resources.files("geolink") / "configs" / STEP
+    return {name: Path(str(root / f"{name}.yaml")) for name in conf.preset_names(STEP)}
 
 
 def load_grid(path_or_name: str | Path) -> dict[str, Any]:
-    """Read and validate a grid (a YAML path, or the stem of a shipped grid)."""
+    """Read and validate a grid (a YAML path, or the stem of a shipped grid) against
+    :class:`Grid`; returned as plain data."""
     path = Path(path_or_name)
     if not path.is_file():
         shipped = shipped_grids()
@@ -73,33 +103,20 @@ def load_grid(path_or_name: str | Path) -> dict[str, Any]:
                 f"{', '.join(sorted(shipped))}"
             )
         path = shipped[str(path_or_name)]
-    try:
-        grid = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"cannot read grid {path}: {e}") from e
-    if not isinstance(grid, dict):
-        raise ConfigError(f"grid {path}: expected a mapping with columns and rows")
-    _check_keys(grid, GRID_KEYS, f"grid {path}")
+    grid = conf.to_dict(conf.load(Grid, f"grid {path}", file=path))
     for key in ("columns", "metrics"):
-        if not isinstance(grid.get(key), list) or not grid[key]:
+        if not grid[key]:
             raise ConfigError(f"grid {path}: '{key}' must be a non-empty list")
-    names = []
-    for col in grid["columns"]:
-        if not isinstance(col, dict) or "name" not in col:
-            raise ConfigError(f"grid {path}: every column needs a name; got {col!r}")
-        _check_keys(col, COLUMN_KEYS, f"grid {path} column {col['name']!r}")
-        names.append(str(col["name"]))
-    for row in grid.get("rows") or []:
-        if not isinstance(row, dict) or "name" not in row:
-            raise ConfigError(f"grid {path}: every row needs a name; got {row!r}")
-        _check_keys(row, ROW_KEYS, f"grid {path} row {row['name']!r}")
-        for col_name in row.get("cells") or {}:
+    names = [str(col["name"]) for col in grid["columns"]]
+    for row in grid["rows"]:
+        for col_name in row["cells"]:
             if str(col_name) not in names:
                 raise ConfigError(
                     f"grid {path} row {row['name']!r}: unknown column {col_name!r}; "
                     f"columns: {', '.join(names)}"
                 )
-    grid.setdefault("name", path.stem)
+    grid["name"] = grid["name"] or path.stem
+    grid["title"] = grid["title"] or grid["name"]
     grid["_path"] = str(path)
     return grid
 
