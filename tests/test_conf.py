@@ -94,8 +94,8 @@ def test_every_shipped_preset_of_every_step_resolves():
     from geolink.deploy import store
     from geolink.evaluate import config as eval_config
     from geolink.evaluate.tables import load_grid
+    from geolink.pipelines.study import load_study
     from geolink.recon import pipeline
-    from geolink.study import load_study
 
     resolvers = {
         "eval": lambda n: eval_config.resolve(preset=n),
@@ -112,7 +112,7 @@ def test_every_shipped_preset_of_every_step_resolves():
         assert names, step
         for name in names:
             resolve(name)
-    from geolink.demo import resolve as resolve_demo
+    from geolink.pipelines.demo import resolve as resolve_demo
 
     for name in conf.preset_names("demo"):
         resolve_demo(name)
@@ -124,8 +124,8 @@ def test_every_shipped_preset_of_every_step_resolves():
 
 
 def test_step_configs_check_names_at_load():
-    from geolink.demo import resolve as resolve_demo
     from geolink.deploy import store
+    from geolink.pipelines.demo import resolve as resolve_demo
     from geolink.recon import pipeline
 
     with pytest.raises(ConfigError, match="available: colmap, depth, vggt"):

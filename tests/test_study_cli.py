@@ -6,7 +6,8 @@ import pytest
 
 from geolink.cli.main import main
 from geolink.errors import ConfigError
-from geolink.study import load_study, mean_std, parse_shard, plan, verdict
+from geolink.pipelines.study import load_study, parse_shard, plan
+from geolink.pipelines.study_results import mean_std, verdict
 
 TINY = """
 name: tiny
@@ -101,7 +102,7 @@ def test_study_end_to_end_in_two_shards_and_resume(tmp_path, capsys):
 
 
 def test_restrict_keeps_the_questions_between_chosen_runs():
-    from geolink.study import restrict
+    from geolink.pipelines.study import restrict
 
     cfg = restrict(load_study("demo"), ["baseline", "geolink"])
     assert list(cfg.runs) == ["baseline", "geolink"]

@@ -34,8 +34,8 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from geolink.cli.data import parse_pairs
-    from geolink.demo import resolve, run_demo
     from geolink.errors import ConfigError
+    from geolink.pipelines.demo import resolve, run_demo
 
     if args.quick and args.preset not in (None, "quick"):
         raise ConfigError("--quick is --preset quick; give one of them")

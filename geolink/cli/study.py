@@ -25,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from geolink.study import load_study, parse_shard, plan, run_study
+    from geolink.pipelines.study import load_study, parse_shard, plan, run_study
 
     cfg = load_study(args.config)
     if args.seeds:

