@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from geolink.errors import ConfigError, DataError
+from geolink.recon.colmap_import import import_colmap
 from geolink.recon.features import cache_point_features, load_point_features
-from geolink.recon.pipeline import import_colmap, main, split_groups
+from geolink.recon.pipeline import main, split_groups
 from geolink.recon.pointcloud import read_ply, write_ply
 from geolink.testing.recon import make_plane_scene
 

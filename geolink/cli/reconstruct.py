@@ -6,7 +6,7 @@ geolink reconstruct --dataset synthetic --root DIR [--preset NAME] [--backend co
                     [--preview PNG] [key=value ...]
 geolink reconstruct --import-colmap SRC --out OUT     (existing points3D.txt / .bin models)
 
-Options come from the step's schema (geolink.recon.pipeline.ReconConfig), then the preset
+Options come from the step's schema (geolink.recon.config.ReconConfig), then the preset
 (geolink/configs/reconstruct: colmap, depth, vggt, released), then the flags and key=value
 overrides. The resolved config is written to OUT/config.yaml; resuming into OUT with another
 one is refused (--overwrite starts over).
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from geolink.data import DATASETS
 from geolink.recon.base import BACKENDS
-from geolink.recon.pipeline import STEP, GroupMode
+from geolink.recon.config import STEP, GroupMode
 from geolink.utils.conf import preset_names
 
 
@@ -100,7 +100,9 @@ def run(args: argparse.Namespace) -> int:
     if args.import_colmap:
         if not args.out:
             raise ConfigError("--import-colmap needs --out")
-        manifest_path = pipeline.import_colmap(conf, args.import_colmap, args.out, args.overwrite)
+        from geolink.recon.colmap_import import import_colmap
+
+        manifest_path = import_colmap(conf, args.import_colmap, args.out, args.overwrite)
     else:
         if not args.dataset or not args.root:
             raise ConfigError("give --dataset and --root (or --import-colmap SRC --out OUT)")

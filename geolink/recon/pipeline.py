@@ -18,28 +18,26 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import resource
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from tqdm import tqdm
 
 from geolink.errors import ConfigError, DataError, GeoLinkError, MissingDependencyError
-from geolink.recon.base import BACKENDS, SceneFailed, build_backend
+from geolink.recon.base import SceneFailed, build_backend
+from geolink.recon.config import STEP, resolve
 from geolink.recon.pointcloud import (
     DegenerateCloudError,
     PointCloud,
     PostprocessConfig,
-    filter_colmap_points,
     postprocess,
-    read_colmap_points,
     write_ply,
 )
 from geolink.utils import conf as conf_mod
@@ -48,54 +46,6 @@ from geolink.utils.io import atomic_write_json
 logger = logging.getLogger(__name__)
 
 MANIFEST_VERSION = 1
-
-STEP = "reconstruct"  # presets in geolink/configs/reconstruct/
-
-
-class GroupMode(conf_mod.Choice):
-    contiguous = "contiguous"  # consecutive views form a scene
-    interleave = "interleave"  # every k-th view
-
-
-@dataclass
-class ReconConfig(PostprocessConfig):
-    """Options of the reconstruction step (and, inherited, of the post-processing)."""
-
-    backend: str = "colmap"  # a name of geolink.registries.RECON_BACKENDS
-    backend_conf: dict[str, Any] = field(default_factory=dict)  # checked by the backend
-    split: str = "train"
-    groups: int = 1  # >1: split each location's images into this many scenes (released code: 3)
-    group_mode: GroupMode = GroupMode.contiguous
-    scenes: list[str] | None = None  # restrict the run to these scene keys (after grouping)
-    workers: int = 1
-    retry_failed: bool = False
-    keep_work: bool = False  # keep the per-scene scratch folders (COLMAP database, models)
-    features: bool = True  # cache Point-NN features of the ok scenes at the end
-    # COLMAP model import only (the released code used every point of points3D.txt)
-    import_min_track_length: int = 0
-    import_max_reproj_error: float = float("inf")
-
-    # how the work is run, not what it makes: not compared when a run resumes
-    RUNTIME: ClassVar[tuple[str, ...]] = ("workers", "retry_failed", "keep_work", "scenes")
-
-
-def resolve(
-    conf: ReconConfig | Mapping[str, Any] | Sequence[str] | None = None, preset: str | None = None
-) -> ReconConfig:
-    """The step's config: ``preset`` (a name in ``geolink/configs/reconstruct``), then ``conf``
-    (a mapping, or ``key=value`` strings), strictly; an unknown backend lists the known ones."""
-    if isinstance(conf, ReconConfig):
-        cfg = conf
-    else:
-        cfg = conf_mod.load(ReconConfig, STEP, preset, overrides=conf or {}, open_keys=OPEN_KEYS)
-    if cfg.backend not in BACKENDS:
-        raise ConfigError(
-            f"unknown reconstruction backend '{cfg.backend}'; available: {', '.join(BACKENDS.names())}"
-        )
-    return cfg
-
-
-OPEN_KEYS = ("backend_conf",)
 
 
 def scenes_of(dataset: Any, split: str = "train") -> dict[str, list[Path]]:
@@ -305,26 +255,7 @@ def main(
         conf["backend"],
     )
 
-    workers = max(1, int(conf["workers"]))
-    if workers > 1 and not backend.parallel_safe:
-        logger.warning("backend '%s' runs in one process (workers=1)", conf["backend"])
-        workers = 1
-    backend_conf = dict(conf["backend_conf"])
-    if "num_threads" in backend.default_conf and "num_threads" not in backend_conf:
-        backend_conf["num_threads"] = _threads_per_worker(workers)
-    tasks = [
-        {
-            "key": key,
-            "images": [str(p) for p in scenes[key]],
-            "out_dir": str(out_dir),
-            "ply": f"points/{key}.ply",
-            "backend": conf["backend"],
-            "backend_conf": backend_conf,
-            "post": asdict(post),
-            "keep_work": conf["keep_work"],
-        }
-        for key in todo
-    ]
+    workers, tasks = _tasks(conf, post, backend, todo, scenes, out_dir)
     _run_tasks(tasks, workers, manifest, manifest_path)
     for key in scenes:
         if key in manifest["scenes"]:
@@ -338,6 +269,33 @@ def main(
 
         cache_point_features(out_dir, overwrite=overwrite)
     return manifest_path
+
+
+def _tasks(
+    conf: dict[str, Any], post: PostprocessConfig, backend: Any, todo: list[str],
+    scenes: dict[str, list[Path]], out_dir: Path,
+) -> tuple[int, list[dict[str, Any]]]:  # fmt: skip
+    """The worker count (1 for backends that are not parallel-safe) and one task per scene."""
+    workers = max(1, int(conf["workers"]))
+    if workers > 1 and not backend.parallel_safe:
+        logger.warning("backend '%s' runs in one process (workers=1)", conf["backend"])
+        workers = 1
+    backend_conf = dict(conf["backend_conf"])
+    if "num_threads" in backend.default_conf and "num_threads" not in backend_conf:
+        backend_conf["num_threads"] = _threads_per_worker(workers)
+    return workers, [
+        {
+            "key": key,
+            "images": [str(p) for p in scenes[key]],
+            "out_dir": str(out_dir),
+            "ply": f"points/{key}.ply",
+            "backend": conf["backend"],
+            "backend_conf": backend_conf,
+            "post": asdict(post),
+            "keep_work": conf["keep_work"],
+        }
+        for key in todo
+    ]
 
 
 def _scenes(dataset: Any, conf: dict[str, Any]) -> tuple[dict[str, list[Path]], dict[str, str]]:
@@ -438,72 +396,3 @@ def _run_tasks(tasks: list[dict], workers: int, manifest: dict, manifest_path: P
                 bar.update()
     finally:
         bar.close()
-
-
-def import_colmap(
-    conf: dict[str, Any] | None, src_dir: str | Path, out_dir: str | Path, overwrite: bool = False
-) -> Path:
-    """Post-process existing COLMAP models (``points3D.txt`` / ``.bin``) into the same layout.
-
-    Every folder under ``src_dir`` holding a points3D file is one scene, keyed by its path
-    relative to ``src_dir`` (a trailing ``sparse`` or ``sparse/<n>`` is dropped), e.g. the
-    released code's ``<loc>_group0/points3D.txt`` -> scene ``<loc>_group0``.
-
-    Returns:
-        Path of ``manifest.json`` (backend ``colmap_import``).
-    """
-    cfg = resolve(conf)
-    conf = conf_mod.to_dict(cfg)
-    post = PostprocessConfig(**{f.name: conf[f.name] for f in fields(PostprocessConfig)})
-    src_dir, out_dir = Path(src_dir), Path(out_dir)
-    if not src_dir.is_dir():
-        raise DataError(f"{src_dir}: COLMAP model folder not found")
-    model_dirs = sorted(
-        {p.parent for n in ("points3D.txt", "points3D.bin") for p in src_dir.rglob(n)}
-    )
-    if not model_dirs:
-        raise DataError(f"{src_dir}: no points3D.txt or points3D.bin found below this folder")
-    manifest_path = out_dir / "manifest.json"
-    manifest = None if overwrite else _load_manifest(manifest_path)
-    conf_mod.record(out_dir, cfg, STEP, overwrite)
-    conf = {**conf, "backend": "colmap_import"}
-    manifest = manifest or _new_manifest(conf, post)
-    for model in tqdm(model_dirs, desc="import", unit="scene"):
-        rel = model.relative_to(src_dir)
-        parts = list(rel.parts)
-        if parts and parts[-1].isdigit() and len(parts) >= 2 and parts[-2] == "sparse":
-            parts = parts[:-2]
-        elif parts and parts[-1] == "sparse":
-            parts = parts[:-1]
-        key = "/".join(parts) or src_dir.name
-        _check_key(key)
-        ply = f"points/{key}.ply"
-        old = manifest["scenes"].get(key)
-        if old is not None and old.get("status") == "ok" and (out_dir / ply).is_file():
-            continue
-        t0 = time.perf_counter()
-        entry: dict[str, Any] = {
-            "status": "failed",
-            "reason": None,
-            "backend": "colmap_import",
-            "source": str(model),
-            "ply": ply,
-            # the released code's folders are <location>_group<i>: the location is the prefix
-            "location": re.sub(r"_group\d+$", "", key),
-        }
-        cloud = read_colmap_points(model)  # DataError for corrupt files: a user error, stop
-        cloud = filter_colmap_points(
-            cloud, conf["import_min_track_length"], conf["import_max_reproj_error"]
-        )
-        try:
-            _finish_cloud(cloud, post, out_dir, key, entry)
-        except DegenerateCloudError as e:
-            entry["reason"] = str(e)
-        entry["seconds"] = round(time.perf_counter() - t0, 3)
-        _record(manifest, manifest_path, key, entry)
-    _write_manifest(manifest_path, manifest)
-    if conf["features"] and manifest["summary"]["ok"]:
-        from geolink.recon.features import cache_point_features
-
-        cache_point_features(out_dir, overwrite=overwrite)
-    return manifest_path

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-import random
-import subprocess
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,98 +19,29 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from geolink.checkpoint import read_extra, save_model
 from geolink.config import GeoLinkConfig, to_yaml
-from geolink.errors import ConfigError, DataError
+from geolink.errors import ConfigError
 from geolink.models.geolink import GeoLink
+from geolink.train.checkpointing import RunState
 from geolink.train.distributed import DistInfo, cleanup, gather_with_grad, init_distributed
 from geolink.train.optim import build_optimizer, cosine_with_warmup
-from geolink.utils.io import atomic_path, atomic_write_text
+from geolink.train.runtime import (  # re-exported: benchmarks and the demo use them
+    PointFeatureLookup,
+    autocast_for,
+    git_sha,
+    resolve_device,
+    seed_everything,
+)
+from geolink.train.training_data import TrainingData
+from geolink.utils.io import atomic_write_text
 
 if TYPE_CHECKING:
     from geolink.train.frozen_cache import FrozenFeatureCache
 
 logger = logging.getLogger(__name__)
 
-SELECT = ("val", "last", "test")
 
-
-def git_sha() -> str:
-    try:
-        root = Path(__file__).resolve().parents[2]
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=5
-        )
-        sha = out.stdout.strip() or "unknown"
-        return sha + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={name}: this machine has no CUDA device (use auto or cpu)")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"train.device={name}: MPS is not available here (use auto or cpu)")
-    return device
-
-
-def autocast_for(device: torch.device, amp: bool):
-    """bf16 autocast where supported (CUDA with bf16), else full precision."""
-    if amp and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
-
-
-# settings that only change how a run executes, not what it computes: may differ on --resume
-RESUME_MAY_CHANGE = frozenset({"data.num_workers", "train.device", "train.log_every"})
-
-
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        out.update(
-            _flatten(value, f"{prefix}{key}." if isinstance(value, dict) else f"{prefix}{key}")
-        )
-    return out
-
-
-class PointFeatureLookup:
-    """Location -> its cached Point-NN descriptors; a location reconstructed as several groups
-    (``geolink reconstruct --groups K``) has several scenes, one of them drawn per sample (keyed,
-    reproducible). ``locations`` maps scene key -> location (recorded by the reconstruction);
-    a scene missing from it is its own location."""
-
-    def __init__(self, features: dict[str, Tensor], locations: dict[str, str] | None = None):
-        locations = locations or {}
-        self.groups: dict[str, list[Tensor]] = {}
-        for key in sorted(features):
-            self.groups.setdefault(locations.get(key, key), []).append(features[key])
-
-    def __contains__(self, scene: str) -> bool:
-        return scene in self.groups
-
-    def batch(self, scenes: list[str], draw: list[int]) -> Tensor:
-        return torch.stack(
-            [self.groups[s][d % len(self.groups[s])] for s, d in zip(scenes, draw, strict=True)]
-        )
-
-
-class Trainer:
+class Trainer(TrainingData, RunState):
     def __init__(self, cfg: GeoLinkConfig, out_dir: str | Path, resume: bool = False):
         self.cfg = cfg
         self.out = Path(out_dir)
@@ -171,135 +99,6 @@ class Trainer:
         return self.frozen is not None
 
     # ---- setup -------------------------------------------------------------------------
-    def _build_data(self) -> None:
-        from geolink.data import build_dataset
-        from geolink.data.samplers import DistinctLocationBatchSampler
-        from geolink.data.torch_datasets import PairDataset
-
-        c = self.cfg
-        if not c.data.root:
-            raise ConfigError("data.root is empty: pass data.root=/path/to/dataset")
-        self.dataset = build_dataset(c.data.dataset, c.data.root, **dict(c.data.options))
-        pairs = self._subset(self.dataset.train_pairs())
-        self.points: PointFeatureLookup | None = None
-        if c.model.point.enabled:
-            pairs = self._attach_points(pairs)
-        if c.train.select not in SELECT:
-            raise ConfigError(f"train.select='{c.train.select}' is not one of {', '.join(SELECT)}")
-        # the frozen-trunk cache covers the locations before the seeded hold-out, so runs whose
-        # validation split differs (other seeds) share one cache file
-        self.cache_pairs = pairs
-        self.val_set, pairs = self._split_validation(pairs)
-        self.pairs = pairs
-        img = c.model.image.img_size
-        if c.train.frozen_cache and c.train.augment != "geometric":
-            raise ConfigError(
-                "train.frozen_cache=true reproduces only geometric augmentation: set "
-                "train.augment=geometric (or train.frozen_cache=false)"
-            )
-        self.train_set = PairDataset(
-            pairs,
-            img_size=img,
-            seed=c.train.seed,
-            skip_corrupt=c.train.skip_corrupt,
-            augment=c.train.augment,
-            sepia_solarize=self.dataset.sepia_solarize,
-        )
-        self.sampler = DistinctLocationBatchSampler(
-            self.train_set.labels,
-            c.train.batch_size,
-            seed=c.train.seed,
-            num_replicas=self.dist.world_size,
-            rank=self.dist.rank,
-        )
-        self.steps_per_epoch = len(self.sampler.plan(0))
-        if c.train.max_steps_per_epoch > 0:
-            self.steps_per_epoch = min(self.steps_per_epoch, c.train.max_steps_per_epoch)
-        if self.steps_per_epoch == 0:
-            raise DataError("the training split yields no full batch; lower train.batch_size")
-
-    def _subset(self, pairs: list) -> list:
-        """``data.train_locations`` of the training locations (seeded), for learning curves."""
-        n = self.cfg.data.train_locations
-        locations = sorted({p.location for p in pairs})
-        if n < 0:
-            raise ConfigError(f"data.train_locations={n} must be >= 0 (0 = all)")
-        if n == 0 or n >= len(locations):
-            return pairs
-        rng = np.random.default_rng([self.cfg.train.seed, 0x5B5E7])
-        keep = {locations[i] for i in rng.choice(len(locations), n, replace=False)}
-        logger.info("training on %d of %d locations (data.train_locations)", n, len(locations))
-        return [p for p in pairs if p.location in keep]
-
-    def _split_validation(self, pairs: list) -> tuple[Any, list]:
-        """Hold out ``val_fraction`` of the training locations (seeded) for model selection.
-        Returns (RetrievalSet drone->satellite over them or None, the remaining pairs)."""
-        from geolink.data.base import RetrievalSet
-
-        c = self.cfg.train
-        if c.select != "val" or c.eval_every <= 0 or c.val_fraction <= 0:
-            return None, pairs
-        if not 0 < c.val_fraction < 1:
-            raise ConfigError(f"train.val_fraction={c.val_fraction} must be in [0, 1)")
-        locations = sorted({p.location for p in pairs})
-        n_val = max(2, round(c.val_fraction * len(locations)))
-        if len(locations) - n_val < c.batch_size:
-            logger.warning(
-                "%d training locations are too few to hold out %d for validation and still fill "
-                "a batch of %d: no validation split, best.safetensors = the last epoch",
-                len(locations),
-                n_val,
-                c.batch_size,
-            )
-            return None, pairs
-        rng = np.random.default_rng([c.seed, 0x5E1EC7])
-        held = {locations[i] for i in rng.choice(len(locations), n_val, replace=False)}
-        val = [p for p in pairs if p.location in held]
-        satellites = {p.location: p.satellite for p in val}
-        names = sorted(satellites)
-        val_set = RetrievalSet(
-            "validation",
-            queries=[p.drone for p in val],
-            query_labels=[p.location for p in val],
-            gallery=[satellites[n] for n in names],
-            gallery_labels=names,
-            query_view="drone",
-            gallery_view="satellite",
-        )
-        logger.info("validation: %d of %d training locations held out", n_val, len(locations))
-        return val_set, [p for p in pairs if p.location not in held]
-
-    @property
-    def selecting(self) -> bool:
-        """True when best.safetensors is chosen by a validation metric."""
-        c = self.cfg.train
-        if c.eval_every <= 0 or c.select == "last":
-            return False
-        return c.select == "test" or self.val_set is not None
-
-    def _attach_points(self, pairs: list) -> list:
-        from geolink.recon.features import features_for_training, settings_of
-
-        if not self.cfg.data.points:
-            raise ConfigError(
-                "the 3D branch needs cached point features: pass data.points=RECON_DIR (the "
-                "output of `geolink reconstruct`), or model.point.enabled=false for the 2D baseline"
-            )
-        p = self.cfg.model.point
-        # the features of this config's Point-NN settings (computed into the folder if missing)
-        feats, locations = features_for_training(self.cfg.data.points, settings_of(p), p.num_points)
-        self.points = PointFeatureLookup(feats, locations)
-        kept = [p for p in pairs if p.scene in self.points]
-        dropped = len({p.scene for p in pairs} - {p.scene for p in kept})
-        if not kept:
-            raise DataError(
-                f"none of the {len(pairs)} training pairs has a point cloud in {self.cfg.data.points}"
-                " (scene keys do not match the dataset's locations)"
-            )
-        if dropped:
-            logger.warning("%d training locations have no point cloud and are skipped", dropped)
-        return kept
-
     def _build_model(self) -> None:
         c = self.cfg
         model = GeoLink(c.model, c.loss).to(self.device)
@@ -346,108 +145,6 @@ class Trainer:
         self.frozen = cache
 
     # ---- state -------------------------------------------------------------------------
-    def _state(self) -> dict[str, Any]:
-        return {
-            "epoch": self.epoch,
-            "global_step": self.global_step,
-            "best": self.best,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "club_optimizer": self.club_optimizer.state_dict() if self.club_optimizer else None,
-            "sampler": self.sampler.state_dict(consumed=0),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        }
-
-    def _save(self, metric: float | None) -> None:
-        if not self.dist.is_main:
-            return
-        extra = {"epoch": self.epoch, "global_step": self.global_step, "metric": metric}
-        yaml = to_yaml(self.cfg)
-        save_model(self.model, self.ckpt_dir / "last.safetensors", yaml, extra)
-        if not self.selecting:  # no selection: best is the last epoch, and says so
-            extra["selection"] = "last"
-            save_model(self.model, self.ckpt_dir / "best.safetensors", yaml, extra)
-        elif metric is not None and (self.best is None or metric >= self.best):
-            # an epoch without validation never replaces best (its weights are unvalidated)
-            self.best = metric
-            extra["selection"] = self.cfg.train.select
-            save_model(self.model, self.ckpt_dir / "best.safetensors", yaml, extra)
-        with atomic_path(self.ckpt_dir / "trainer_state.pt") as tmp:
-            torch.save(self._state(), tmp)
-
-    def _load_state(self) -> None:
-        from safetensors.torch import load_file
-
-        state_path = self.ckpt_dir / "trainer_state.pt"
-        weights = self.ckpt_dir / "last.safetensors"
-        if not state_path.is_file() or not weights.is_file():
-            logger.info("nothing to resume in %s: starting from scratch", self.ckpt_dir)
-            self._truncate_metrics()  # lines of an attempt killed before its first checkpoint
-            return
-        self._check_resume_config()
-        st = torch.load(state_path, map_location=self.device, weights_only=True)
-        saved = read_extra(weights)
-        if (saved.get("epoch"), saved.get("global_step")) != (st["epoch"], st["global_step"]):
-            raise DataError(
-                f"{weights} is from epoch {saved.get('epoch')} (step {saved.get('global_step')}) "
-                f"but {state_path} from epoch {st['epoch']} (step {st['global_step']}): the run "
-                "was interrupted between the two writes. Resuming would mix them; retrain into "
-                "a new folder, or delete both files to restart this one"
-            )
-        self.model.load_state_dict(load_file(str(weights), device=str(self.device)))
-        self.optimizer.load_state_dict(st["optimizer"])
-        self.scheduler.load_state_dict(st["scheduler"])
-        if self.club_optimizer and st["club_optimizer"]:
-            self.club_optimizer.load_state_dict(st["club_optimizer"])
-        self.sampler.load_state_dict(st["sampler"])
-        torch.set_rng_state(st["torch_rng"].cpu())
-        if st["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in st["cuda_rng"]])
-        self.epoch, self.global_step, self.best = st["epoch"], st["global_step"], st["best"]
-        self._truncate_metrics()
-        logger.info("resumed from %s at epoch %d", self.ckpt_dir, self.epoch)
-
-    def _check_resume_config(self) -> None:
-        """Refuse to resume with settings other than the run's own (they would be written to
-        config.yaml but not used: the optimiser, schedule and sampler come from the state)."""
-        from omegaconf import OmegaConf
-
-        path = self.out / "config.yaml"
-        if not path.is_file():
-            return
-        old = _flatten(OmegaConf.to_container(OmegaConf.create(path.read_text())))
-        new = _flatten(OmegaConf.to_container(OmegaConf.create(to_yaml(self.cfg))))
-        diff = sorted(
-            k for k in old.keys() | new.keys() if old.get(k) != new.get(k)
-            and k not in RESUME_MAY_CHANGE
-        )  # fmt: skip
-        if diff:
-            raise ConfigError(
-                f"--resume with settings that differ from the run's {path}: "
-                + ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:8])
-                + (f" (+{len(diff) - 8} more)" if len(diff) > 8 else "")
-                + f"; resume with the run's own settings (--config {path}) or train into a new "
-                "folder"
-            )
-
-    def _truncate_metrics(self) -> None:
-        """Drop metric lines logged after the checkpoint we resume from (an interrupted epoch)."""
-        path = self.out / "metrics.jsonl"
-        if not path.is_file() or not self.dist.is_main:
-            return
-        keep = []
-        for line in path.read_text().splitlines():
-            try:
-                r = json.loads(line)
-            except ValueError:
-                continue  # a line cut by the interruption
-            done = r.get("epoch", 0) < self.epoch if r.get("kind") == "train" else True
-            if done and (r.get("kind") != "epoch" or r.get("epoch", 0) <= self.epoch):
-                keep.append(line)
-        atomic_write_text(path, "".join(k + "\n" for k in keep))
-
-    # ---- the one training step ----------------------------------------------------------
     def step(self, batch: dict[str, Any]) -> dict[str, float]:
         c = self.cfg
         drone = batch["drone"].to(self.device, non_blocking=True)
@@ -626,3 +323,14 @@ def train(
     (used to test that resuming reproduces an uninterrupted run).
     """
     return Trainer(cfg, out_dir, resume=resume).fit(stop_after_epoch=stop_after_epoch)
+
+
+__all__ = [
+    "PointFeatureLookup",
+    "Trainer",
+    "autocast_for",
+    "git_sha",
+    "resolve_device",
+    "seed_everything",
+    "train",
+]
