@@ -63,6 +63,14 @@ def parse_pairs(items: list[str], what: str = "dataset option") -> dict:
     return out
 
 
+def step_overrides(flags: dict, items: list[str], what: str) -> dict:
+    """A step's overrides from its CLI: the flags that were given (not None), then the trailing
+    ``key=value`` items (which win)."""
+    over = {k: v for k, v in flags.items() if v is not None}
+    over.update(parse_pairs(items, what))
+    return over
+
+
 def format_summary(info: dict) -> str:
     """Human-readable table of :meth:`CrossViewDataset.summary` output."""
     lines = [

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from geolink.checkpoint import load_image_encoder
-    from geolink.cli.data import parse_pairs
+    from geolink.cli.data import parse_pairs, step_overrides
     from geolink.data import build_dataset
     from geolink.errors import ConfigError
     from geolink.evaluate.config import resolve
@@ -107,8 +107,7 @@ def run(args: argparse.Namespace) -> int:
         "topk": args.topk,
         "backend": args.backend,
     }
-    over = {k: v for k, v in flags.items() if v is not None}
-    over.update(parse_pairs(args.overrides, "evaluation option"))
+    over = step_overrides(flags, args.overrides, "evaluation option")
     cfg = resolve(over, args.preset)
     if cfg.device is not None and not re.fullmatch(r"cpu|mps|cuda(:\d+)?", cfg.device):
         raise ConfigError(f"--device {cfg.device!r}: expected cpu, cuda, cuda:N or mps")

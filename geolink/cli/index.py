@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         if args.tile_size is not None or args.stride is not None:
             raise GeoLinkError("--tile-size/--stride are for --geotiff")
         tile_list = tiles.tiles_from_folder(args.tiles, args.coords, args.footprint_m)
-    from geolink.cli.data import parse_pairs
+    from geolink.cli.data import step_overrides
 
     flags = {
         "index_type": args.index_type,
@@ -79,8 +79,7 @@ def run(args: argparse.Namespace) -> int:
         "params.m": args.hnsw_m,
         "params.ef_search": args.ef_search,
     }
-    over = {k: v for k, v in flags.items() if v is not None}
-    over.update(parse_pairs(args.overrides, "index option"))
+    over = step_overrides(flags, args.overrides, "index option")
     conf = store.resolve(over, args.preset)
     encoder = load_encoder(
         args.checkpoint, args.onnx, args.device, batch_size=conf.batch_size, threads=args.threads

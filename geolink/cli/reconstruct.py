@@ -76,7 +76,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from geolink.cli.data import parse_pairs
+    from geolink.cli.data import parse_pairs, step_overrides
     from geolink.errors import ConfigError
     from geolink.recon import pipeline
 
@@ -91,11 +91,12 @@ def run(args: argparse.Namespace) -> int:
         "retry_failed": args.retry_failed or None,
         "keep_work": args.keep_work or None,
         "features": False if args.no_features else None,
+        **{
+            f"backend_conf.{k}": v
+            for k, v in parse_pairs(args.backend_opt, "backend option").items()
+        },
     }
-    over = {k: v for k, v in flags.items() if v is not None}
-    backend_opts = parse_pairs(args.backend_opt, "backend option")
-    over.update({f"backend_conf.{k}": v for k, v in backend_opts.items()})
-    over.update(parse_pairs(args.overrides, "reconstruct option"))
+    over = step_overrides(flags, args.overrides, "reconstruct option")
     conf = pipeline.resolve(over, args.preset)
     if args.import_colmap:
         if not args.out:
