@@ -162,3 +162,18 @@ def test_cli_steps_take_presets_and_write_config(tmp_path, capsys):
     assert main(["reconstruct", "--import-colmap", str(tmp_path), "--out", str(tmp_path / "r"),
                  "--preset", "depth", "num_pointz=3"]) == 2  # fmt: skip
     assert "unknown reconstruct parameter 'num_pointz'" in capsys.readouterr().err
+
+
+def test_pipelines_start_over_only_when_told(tmp_path, capsys):
+    from geolink.cli.main import main
+    from geolink.pipelines.stages import start_over
+
+    (tmp_path / "runs" / "a").mkdir(parents=True)
+    (tmp_path / "stages.json").write_text("{}")
+    (tmp_path / "mine.txt").write_text("kept")
+    start_over(tmp_path, ("runs", "stages.json", "absent"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]
+    # a sharded study cannot start over: the other shards would lose their work
+    argv = ["study", "--config", "demo", "--out", str(tmp_path / "s"), "--shard", "1/2"]
+    assert main([*argv, "--overwrite"]) == 2
+    assert "one process" in capsys.readouterr().err

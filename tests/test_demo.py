@@ -79,3 +79,11 @@ def test_quick_demo_end_to_end_and_resume(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(out)]) == 0
     after = (out / "runs" / "geolink" / "checkpoints" / "best.safetensors").stat().st_mtime_ns
     assert before == after
+    # another config into the same folder is refused, naming the key; --overwrite starts over
+    capsys.readouterr()
+    assert main(["demo", "--quick", "--out", str(out), "--seed", "1"]) == 2
+    assert "seed: 0 -> 1" in capsys.readouterr().err
+    assert main(["demo", "--quick", "--out", str(out), "--seed", "1", "--overwrite"]) == 0
+    assert "seed: 1" in (out / "config.yaml").read_text()
+    after_overwrite = (out / "runs" / "geolink" / "checkpoints" / "best.safetensors").stat()
+    assert after_overwrite.st_mtime_ns != after

@@ -25,6 +25,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, help="random seed of the data and the models (default 0)")
     p.add_argument(
+        "--overwrite", action="store_true",
+        help="remove a previous demo's outputs in --out and start over (another config included)",
+    )  # fmt: skip
+    p.add_argument(
         "overrides", nargs="*",
         help="demo options key=value (DemoConfig), e.g. train_overrides.train.epochs=3",
     )  # fmt: skip
@@ -44,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         over["seed"] = args.seed
     cfg = resolve("quick" if args.quick else (args.preset or "full"), over)
     t0 = time.perf_counter()
-    report = run_demo(args.out, cfg=cfg)
+    report = run_demo(args.out, cfg=cfg, overwrite=args.overwrite)
     print(f"demo finished in {time.perf_counter() - t0:.0f} s")
     print(f"report: {report.resolve()}")
     return 0

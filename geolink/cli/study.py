@@ -20,6 +20,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--only", nargs="+", default=None, help="run only these runs of the study")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="override the seeds")
     p.add_argument("--list", action="store_true", help="print the plan and exit")
+    p.add_argument(
+        "--overwrite", action="store_true",
+        help="remove a previous study's outputs in --out and start over (one process only)",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +45,6 @@ def run(args: argparse.Namespace) -> int:
         from geolink.errors import ConfigError
 
         raise ConfigError("geolink study needs --out DIR (the study folder)")
-    path = run_study(cfg, args.out, shard, args.only)
+    path = run_study(cfg, args.out, shard, args.only, overwrite=args.overwrite)
     print(f"study results: {path.resolve()}" if path.is_file() else "study: shard done")
     return 0

@@ -28,6 +28,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     sub = parser.add_subparsers(dest="viz_command", metavar="FIGURE", required=True)
 
+    for add in (_add_pca, _add_tsne, _add_retrieval, _add_curves):
+        add(sub)
+    return parser
+
+
+def _add_pca(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pca", help="PCA maps of backbone features next to images (Figure 5)")
     _checkpoints(p)
     p.add_argument("images", nargs="*", type=Path, help="image files (drone images for weather)")
@@ -46,6 +52,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--smooth", action="store_true", help="bilinear upsampling (default nearest)")
     _common(p)
 
+
+def _add_tsne(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("tsne", help="t-SNE of drone/satellite embeddings (Figure 6)")
     _checkpoints(t)
     _dataset(t, required=True)
@@ -58,6 +66,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     t.add_argument("--batch-size", type=int, default=32)
     _common(t)
 
+
+def _add_retrieval(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("retrieval", help="top-k retrieval grid, correct/incorrect framed")
     r.add_argument("--topk-csv", type=Path, help="an evaluator topk_<set>.csv to draw")
     r.add_argument("-c", "--checkpoint", help="or: rank a dataset's set with this checkpoint")
@@ -73,6 +83,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     r.add_argument("--batch-size", type=int, default=32)
     _common(r)
 
+
+def _add_curves(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("curves", help="training loss curves from run folders (Figure 4)")
     c.add_argument("runs", nargs="+", type=Path, help="run folders (or metrics.jsonl files)")
     c.add_argument("--label", action="append", default=None, help="one per run; repeatable")
@@ -82,7 +94,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     c.add_argument("--no-raw", action="store_true", help="hide the unsmoothed curves")
     c.add_argument("--log-y", action="store_true", help="logarithmic loss axis")
     _common(c)
-    return parser
 
 
 def _checkpoints(p: argparse.ArgumentParser) -> None:

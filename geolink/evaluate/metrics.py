@@ -156,6 +156,25 @@ def _ap_from_ranks(ranks: torch.Tensor) -> torch.Tensor:
     return torch.where(n > 0, terms.sum(1) / n.clamp(min=1), torch.zeros_like(n))
 
 
+def _checked_inputs(
+    query_emb: np.ndarray | torch.Tensor, gallery_emb: np.ndarray | torch.Tensor,
+    query_labels: Sequence, gallery_labels: Sequence, protocol: str,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """The embeddings as checked tensors; a bad protocol, dimension or label count is named."""
+    if protocol not in PROTOCOLS:
+        raise GeoLinkError(f"unknown protocol '{protocol}'; expected one of {', '.join(PROTOCOLS)}")
+    q = check_embeddings(query_emb, "query")
+    g = check_embeddings(gallery_emb, "gallery")
+    if q.shape[1] != g.shape[1]:
+        raise DataError(f"query dim {q.shape[1]} != gallery dim {g.shape[1]}")
+    if len(query_labels) != q.shape[0] or len(gallery_labels) != g.shape[0]:
+        raise DataError(
+            f"labels do not match embeddings: {len(query_labels)} query labels for {q.shape[0]} "
+            f"rows, {len(gallery_labels)} gallery labels for {g.shape[0]} rows"
+        )
+    return q, g
+
+
 def positive_ranks(
     query_emb: np.ndarray | torch.Tensor,
     gallery_emb: np.ndarray | torch.Tensor,
@@ -172,17 +191,7 @@ def positive_ranks(
     query_labels: Nq labels; gallery_labels: Ng labels. See the module docstring for the rules.
     ``device`` (default the CPU) is where scores and ranks are computed; results are NumPy.
     """
-    if protocol not in PROTOCOLS:
-        raise GeoLinkError(f"unknown protocol '{protocol}'; expected one of {', '.join(PROTOCOLS)}")
-    q = check_embeddings(query_emb, "query")
-    g = check_embeddings(gallery_emb, "gallery")
-    if q.shape[1] != g.shape[1]:
-        raise DataError(f"query dim {q.shape[1]} != gallery dim {g.shape[1]}")
-    if len(query_labels) != q.shape[0] or len(gallery_labels) != g.shape[0]:
-        raise DataError(
-            f"labels do not match embeddings: {len(query_labels)} query labels for {q.shape[0]} "
-            f"rows, {len(gallery_labels)} gallery labels for {g.shape[0]} rows"
-        )
+    q, g = _checked_inputs(query_emb, gallery_emb, query_labels, gallery_labels, protocol)
     ql, gl = encode_labels(query_labels, gallery_labels)
     n_gallery = g.shape[0]
     keep = np.isin(gl, np.unique(ql)) if protocol == "paper" else np.ones(n_gallery, bool)

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from geolink.errors import ConfigError
 from geolink.pipelines.figures import demo_figures
-from geolink.pipelines.stages import Stages
+from geolink.pipelines.stages import Stages, start_over
 from geolink.pipelines.steps import (
     Call,
     EvalJob,
@@ -176,13 +176,22 @@ def eval_jobs(cfg: DemoConfig, regions: list[str], weather: list[str]) -> list[E
     return jobs
 
 
-def run_demo(out: str | Path, quick: bool = False, cfg: DemoConfig | None = None) -> Path:
+OUTPUTS = ("data", "recon", "runs", "figures", "stages.json", "config.yaml", "report.md",
+           "report.html")  # fmt: skip
+
+
+def run_demo(
+    out: str | Path, quick: bool = False, cfg: DemoConfig | None = None, overwrite: bool = False
+) -> Path:
     """Run (or resume) the demo into ``out``; returns the path of ``report.md``. The resolved
-    config is written to ``out/config.yaml``; resuming with another one is refused."""
+    config is written to ``out/config.yaml``; resuming with another one is refused unless
+    ``overwrite``, which removes the previous run's outputs first."""
     cfg = check(cfg) if cfg is not None else resolve("quick" if quick else "full")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    conf.record(out, cfg, STEP, hint="use another --out or delete the folder")
+    if overwrite:
+        start_over(out, OUTPUTS)
+    conf.record(out, cfg, STEP)
     steps = plan(cfg, out)
     run_all(steps, Stages(out))
     from geolink.pipelines.report import write_report

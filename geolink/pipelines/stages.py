@@ -17,6 +17,19 @@ from geolink.utils.io import atomic_write_json
 logger = logging.getLogger(__name__)
 
 
+def start_over(out: Path, names: tuple[str, ...]) -> None:
+    """Remove a pipeline's outputs ``names`` (files or folders) from ``out``, for --overwrite."""
+    import shutil
+
+    for name in names:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    logger.info("%s: previous outputs removed (--overwrite)", out)
+
+
 class Stages:
     """Runs named stages once; records status and seconds in ``stages.json``. Processes that
     share the folder (a study split into shards) keep each other's records."""

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from geolink.errors import ConfigError
-from geolink.pipelines.stages import Stages
+from geolink.pipelines.stages import Stages, start_over
 from geolink.pipelines.steps import Chain, EvalJob, Evaluate, Step, Train, run_all
 from geolink.utils import conf
 
@@ -135,6 +135,7 @@ def run_study(
     out: str | Path,
     shard: tuple[int, int] = (0, 1),
     only: list[str] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Run (or resume) the study's share ``shard`` into ``out``; returns results.md's path
     (written by whichever process finds every stage done)."""
@@ -142,7 +143,11 @@ def run_study(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    conf.record(out, cfg, STEP, hint="use another --out or delete the folder")
+    if overwrite:
+        if shard[1] != 1:
+            raise ConfigError("--overwrite starts a study over: run it in one process (no --shard)")
+        start_over(out, OUTPUTS)
+    conf.record(out, cfg, STEP)
     demo = as_demo(cfg)
     stages = Stages(out)
     shared, todo = study_steps(cfg, demo, out), plan(cfg, only)
@@ -158,6 +163,9 @@ def run_study(
         logger.info("study: other shards still running; results are written when all are done")
         return out / "results.md"
     return write_results(restrict(cfg, only), out, _order(cfg, demo))
+
+
+OUTPUTS = ("data", "recon", "runs", "stages.json", "config.yaml", "results.json", "results.md")
 
 
 def as_demo(cfg: StudyConfig) -> Any:

@@ -207,20 +207,7 @@ def cache_point_features(
     if not todo and out.is_file() and not overwrite and len(feats) == len(scenes):
         return out
     if todo:
-        clouds = []
-        for key in todo:
-            xyz = read_ply(scenes[key]).xyz
-            if clouds and xyz.shape != clouds[0].shape:
-                raise DataError(
-                    f"{scenes[key]}: {len(xyz)} points, expected {len(clouds[0])} like the others"
-                )
-            clouds.append(xyz)
-        if num_points is not None and len(clouds[0]) != num_points:
-            raise DataError(
-                f"{scenes[todo[0]]}: {len(clouds[0])} points, but {out} holds features of "
-                f"{num_points}-point clouds; rerun with overwrite"
-            )
-        points = torch.from_numpy(np.stack(clouds))
+        points = _read_clouds([scenes[k] for k in todo], num_points, out)
         num_points = points.shape[1]
         logger.info("Point-NN features for %d clouds of %d points", len(todo), num_points)
         encoder = PointNN(**{arg: settings[name] for name, arg in SETTINGS.items()})
@@ -231,6 +218,23 @@ def cache_point_features(
     with atomic_path(out) as tmp:
         save_file({k: feats[k] for k in sorted(feats)}, str(tmp), metadata=meta)
     return out
+
+
+def _read_clouds(paths: list[Path], num_points: int | None, out: Path) -> Tensor:
+    """(N, P, 3) of the PLY files; clouds of unequal size, or of another size than the
+    ``num_points`` already cached in ``out``, are a DataError naming the file."""
+    clouds = []
+    for path in paths:
+        xyz = read_ply(path).xyz
+        if clouds and xyz.shape != clouds[0].shape:
+            raise DataError(f"{path}: {len(xyz)} points, expected {len(clouds[0])} like the others")
+        clouds.append(xyz)
+    if num_points is not None and len(clouds[0]) != num_points:
+        raise DataError(
+            f"{paths[0]}: {len(clouds[0])} points, but {out} holds features of "
+            f"{num_points}-point clouds; rerun with overwrite"
+        )
+    return torch.from_numpy(np.stack(clouds))
 
 
 def _settings_diff(cached: dict, wanted: dict, label: str) -> str:
