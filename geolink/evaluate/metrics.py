@@ -156,6 +156,17 @@ def _ap_from_ranks(ranks: torch.Tensor) -> torch.Tensor:
     return torch.where(n > 0, terms.sum(1) / n.clamp(min=1), torch.zeros_like(n))
 
 
+def check_embedding_pair(
+    query_emb: np.ndarray | torch.Tensor, gallery_emb: np.ndarray | torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both sides checked by :func:`check_embeddings`, and of one dimension."""
+    q = check_embeddings(query_emb, "query")
+    g = check_embeddings(gallery_emb, "gallery")
+    if q.shape[1] != g.shape[1]:
+        raise DataError(f"query dim {q.shape[1]} != gallery dim {g.shape[1]}")
+    return q, g
+
+
 def _checked_inputs(
     query_emb: np.ndarray | torch.Tensor, gallery_emb: np.ndarray | torch.Tensor,
     query_labels: Sequence, gallery_labels: Sequence, protocol: str,
@@ -163,10 +174,7 @@ def _checked_inputs(
     """The embeddings as checked tensors; a bad protocol, dimension or label count is named."""
     if protocol not in PROTOCOLS:
         raise GeoLinkError(f"unknown protocol '{protocol}'; expected one of {', '.join(PROTOCOLS)}")
-    q = check_embeddings(query_emb, "query")
-    g = check_embeddings(gallery_emb, "gallery")
-    if q.shape[1] != g.shape[1]:
-        raise DataError(f"query dim {q.shape[1]} != gallery dim {g.shape[1]}")
+    q, g = check_embedding_pair(query_emb, gallery_emb)
     if len(query_labels) != q.shape[0] or len(gallery_labels) != g.shape[0]:
         raise DataError(
             f"labels do not match embeddings: {len(query_labels)} query labels for {q.shape[0]} "

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from geolink.errors import GeoLinkError, MissingDependencyError
-from geolink.evaluate.metrics import DEFAULT_MAX_ELEMENTS, check_embeddings
+from geolink.evaluate.metrics import DEFAULT_MAX_ELEMENTS, check_embedding_pair
 
 BACKENDS = ("torch", "faiss")
 
@@ -33,10 +33,7 @@ def topk(
     """
     if backend not in BACKENDS:
         raise GeoLinkError(f"unknown ranking backend '{backend}'; available: {', '.join(BACKENDS)}")
-    q = check_embeddings(query_emb, "query")
-    g = check_embeddings(gallery_emb, "gallery")
-    if q.shape[1] != g.shape[1]:
-        raise GeoLinkError(f"query dim {q.shape[1]} != gallery dim {g.shape[1]}")
+    q, g = check_embedding_pair(query_emb, gallery_emb)
     k = min(int(k), g.shape[0])
     if k < 1:
         raise GeoLinkError(f"k must be >= 1; got {k}")
