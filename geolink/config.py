@@ -18,7 +18,6 @@ from geolink.utils import conf
 from geolink.utils.ranges import out_of_range
 
 STEP = "train"  # presets in geolink/configs/train/
-OPEN_KEYS = ("data.options",)  # dataset options: each reader checks its own names
 
 
 @dataclass
@@ -101,9 +100,7 @@ def load_config(
     file: str | Path | None = None,
 ) -> GeoLinkConfig:
     """Build a validated config. Raises ConfigError naming the offending key or value."""
-    cfg = conf.load(
-        GeoLinkConfig, STEP, preset, file=file, overrides=overrides, open_keys=OPEN_KEYS
-    )
+    cfg = conf.load(GeoLinkConfig, STEP, preset, file=file, overrides=overrides)
     return validate(cfg)
 
 
@@ -114,7 +111,7 @@ def to_yaml(cfg: GeoLinkConfig) -> str:
 def from_yaml(text: str) -> GeoLinkConfig:
     """Parse a resolved config (as written into run folders / checkpoints), strictly."""
     try:
-        cfg = conf.parse(GeoLinkConfig, text, "stored config", open_keys=OPEN_KEYS)
+        cfg = conf.parse(GeoLinkConfig, text, "stored config")
     except ConfigError as e:
         raise ConfigError(f"stored config does not match this version of geolink: {e}") from e
     return validate(cfg)

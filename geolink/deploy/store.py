@@ -101,7 +101,7 @@ def resolve(
     """The step's config: ``preset``, then ``conf`` (a mapping or ``key=value`` strings),
     strictly; an unknown index type lists the known ones."""
     if not isinstance(conf, IndexConfig):
-        conf = conf_mod.load(IndexConfig, STEP, preset, overrides=conf or {}, open_keys=("params",))
+        conf = conf_mod.load(IndexConfig, STEP, preset, overrides=conf or {})
     if conf.index_type not in INDEX_TYPES:
         raise ConfigError(
             f"unknown index type '{conf.index_type}'; available: {', '.join(INDEX_TYPES.names())}"

@@ -69,15 +69,12 @@ class DemoConfig:
     RUNTIME: ClassVar[tuple[str, ...]] = ("recon_workers", "eval_batch_size")
 
 
-OPEN_KEYS = ("synth_overrides", "train_overrides")
-
-
 def resolve(
     preset: str | None = "full", overrides: Mapping[str, Any] | Sequence[str] | None = None
 ) -> DemoConfig:
     """The demo's config: ``preset`` (``geolink/configs/demo``), then ``overrides``, strictly;
     the presets and overrides it names for the other steps are checked now, not mid-run."""
-    cfg = conf.load(DemoConfig, STEP, preset, overrides=overrides or {}, open_keys=OPEN_KEYS)
+    cfg = conf.load(DemoConfig, STEP, preset, overrides=overrides or {})
     return check(cfg)
 
 
@@ -192,12 +189,12 @@ def run_demo(
     if overwrite:
         start_over(out, OUTPUTS)
     conf.record(out, cfg, STEP)
-    steps = plan(cfg, out)
-    run_all(steps, Stages(out))
+    steps, stages = plan(cfg, out), Stages(out)
+    run_all(steps, stages)
     from geolink.pipelines.report import write_report
 
     train_region, targets = regions_of(cfg)
-    return write_report(out, cfg, steps, train_region, targets, Stages(out).seconds())
+    return write_report(out, cfg, steps, train_region, targets, stages.seconds())
 
 
 def weather_regions(cfg: DemoConfig, targets: list[str]) -> list[str]:

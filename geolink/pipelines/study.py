@@ -62,9 +62,6 @@ class StudyConfig:
     reference: bool = True  # evaluate the untrained encoder too
 
 
-OPEN_KEYS = ("synth_overrides",)
-
-
 STEP = "study"  # shipped studies in geolink/configs/study/
 
 
@@ -77,10 +74,10 @@ def load_study(name_or_path: str) -> StudyConfig:
     keys, wrong types and questions about runs the study does not have are errors."""
     path = Path(name_or_path)
     if path.is_file():
-        cfg = conf.load(StudyConfig, STEP, file=path, open_keys=OPEN_KEYS)
+        cfg = conf.load(StudyConfig, STEP, file=path)
         where = str(path)
     elif name_or_path in study_names():
-        cfg = conf.load(StudyConfig, STEP, name_or_path, open_keys=OPEN_KEYS)
+        cfg = conf.load(StudyConfig, STEP, name_or_path)
         where = f"study '{name_or_path}'"
     else:
         raise ConfigError(

@@ -50,12 +50,9 @@ def resolve(
     if isinstance(conf, ReconConfig):
         cfg = conf
     else:
-        cfg = conf_mod.load(ReconConfig, STEP, preset, overrides=conf or {}, open_keys=OPEN_KEYS)
+        cfg = conf_mod.load(ReconConfig, STEP, preset, overrides=conf or {})
     if cfg.backend not in BACKENDS:
         raise ConfigError(
             f"unknown reconstruction backend '{cfg.backend}'; available: {', '.join(BACKENDS.names())}"
         )
     return cfg
-
-
-OPEN_KEYS = ("backend_conf",)

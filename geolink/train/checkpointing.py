@@ -17,7 +17,8 @@ from geolink.utils.io import atomic_path, atomic_write_text
 if TYPE_CHECKING:
     pass
 
-from geolink.train.runtime import RESUME_MAY_CHANGE, _flatten
+from geolink.train.runtime import RESUME_MAY_CHANGE
+from geolink.utils import conf
 
 logger = logging.getLogger(__name__)
 
@@ -95,16 +96,12 @@ class RunState:
         path = self.out / "config.yaml"
         if not path.is_file():
             return
-        old = _flatten(OmegaConf.to_container(OmegaConf.create(path.read_text())))
-        new = _flatten(OmegaConf.to_container(OmegaConf.create(to_yaml(self.cfg))))
-        diff = sorted(
-            k for k in old.keys() | new.keys() if old.get(k) != new.get(k)
-            and k not in RESUME_MAY_CHANGE
-        )  # fmt: skip
+        old = OmegaConf.to_container(OmegaConf.create(path.read_text()))
+        diff = conf.differences(old, conf.to_dict(self.cfg), ignore=RESUME_MAY_CHANGE)
         if diff:
             raise ConfigError(
                 f"--resume with settings that differ from the run's {path}: "
-                + ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:8])
+                + ", ".join(diff[:8])
                 + (f" (+{len(diff) - 8} more)" if len(diff) > 8 else "")
                 + f"; resume with the run's own settings (--config {path}) or train into a new "
                 "folder"

@@ -8,7 +8,7 @@ import random
 import subprocess
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -66,17 +66,6 @@ def autocast_for(device: torch.device, amp: bool):
 
 # settings that only change how a run executes, not what it computes: may differ on --resume
 RESUME_MAY_CHANGE = frozenset({"data.num_workers", "train.device", "train.log_every"})
-
-
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        out.update(
-            _flatten(value, f"{prefix}{key}." if isinstance(value, dict) else f"{prefix}{key}")
-        )
-    return out
 
 
 class PointFeatureLookup:

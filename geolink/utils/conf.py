@@ -9,9 +9,8 @@ fails at load, naming the key and the layer:
     mapping of dotted keys to values)
 
 Choices are :class:`Choice` enums: a wrong value fails at load with the allowed ones. A field
-typed as a mapping (``dict[str, X]``) takes any key; ``dict[str, Any]`` ones (also listed as
-``open_keys`` by their steps) hold options checked by the part they are handed to, such as a
-dataset reader or a reconstruction backend.
+typed as a mapping (``dict[str, X]``) takes any key; ``dict[str, Any]`` ones hold options
+checked by the part they are handed to, such as a dataset reader or a reconstruction backend.
 
 A step records its resolved config next to its output with :func:`record`, which refuses an
 output folder made with a different config unless told to overwrite. Keys listed in the schema's
@@ -171,14 +170,10 @@ def _unlock_dicts(node: DictConfig) -> None:
                 _unlock_dicts(child)
 
 
-def _schema(schema: type, open_keys: Iterable[str]) -> DictConfig:
+def _schema(schema: type) -> DictConfig:
     cfg = OmegaConf.structured(schema)
     OmegaConf.set_struct(cfg, True)
     _unlock_dicts(cfg)
-    for key in open_keys:
-        node = OmegaConf.select(cfg, key)
-        if isinstance(node, DictConfig):
-            OmegaConf.set_struct(node, False)
     return cfg
 
 
@@ -219,11 +214,9 @@ def load(
     *,
     file: str | Path | None = None,
     overrides: Overrides | None = None,
-    open_keys: Iterable[str] = (),
 ) -> T:
     """The resolved config of ``step`` (an instance of ``schema``); see the module docstring."""
-    open_keys = tuple(open_keys)
-    cfg = _schema(schema, open_keys)
+    cfg = _schema(schema)
     layers: list[tuple[str, Any]] = []
     if preset:
         layers += [(f"{step} preset '{preset}'", c) for c in preset_layers(step, preset)]
@@ -263,7 +256,7 @@ def dump(conf: Any) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(conf))
 
 
-def parse(schema: type[T], text: str, what: str, open_keys: Iterable[str] = ()) -> T:
+def parse(schema: type[T], text: str, what: str) -> T:
     """A config written by :func:`dump`, read strictly against ``schema``."""
     try:
         layer = OmegaConf.create(text)
@@ -271,7 +264,7 @@ def parse(schema: type[T], text: str, what: str, open_keys: Iterable[str] = ()) 
         raise ConfigError(f"{what} is not valid YAML: {e}") from e
     if not isinstance(layer, DictConfig):
         raise ConfigError(f"{what} is not a YAML mapping")
-    cfg = _merge(_schema(schema, open_keys), [(what, layer)], what)
+    cfg = _merge(_schema(schema), [(what, layer)], what)
     return _freeze_tuples(OmegaConf.to_object(cfg))
 
 
