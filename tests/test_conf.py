@@ -162,6 +162,10 @@ def test_cli_steps_take_presets_and_write_config(tmp_path, capsys):
     assert main(["reconstruct", "--import-colmap", str(tmp_path), "--out", str(tmp_path / "r"),
                  "--preset", "depth", "num_pointz=3"]) == 2  # fmt: skip
     assert "unknown reconstruct parameter 'num_pointz'" in capsys.readouterr().err
+    # a bad index option fails before any input is read (the tile folder does not exist)
+    assert main(["index", "--onnx", "x.onnx", "--tiles", str(tmp_path / "none"),
+                 "--out", str(tmp_path / "i"), "index_type=lsh"]) == 2  # fmt: skip
+    assert "unknown index type 'lsh'" in capsys.readouterr().err
 
 
 def test_pipelines_start_over_only_when_told(tmp_path, capsys):

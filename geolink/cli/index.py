@@ -54,9 +54,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # CPU-feature probing chatter
+    from geolink.cli.data import step_overrides
     from geolink.deploy import store, tiles
     from geolink.deploy.encoders import load_encoder
 
+    flags = {
+        "index_type": args.index_type,
+        "batch_size": args.batch_size,
+        "params.nlist": args.nlist,
+        "params.nprobe": args.nprobe,
+        "params.m": args.hnsw_m,
+        "params.ef_search": args.ef_search,
+    }
+    over = step_overrides(flags, args.overrides, "index option")
+    conf = store.resolve(over, args.preset)  # a bad option fails before any tile is read
     if args.geotiff:
         if args.tile_size is None:
             raise GeoLinkError("--geotiff needs --tile-size (metres)")
@@ -69,18 +80,6 @@ def run(args: argparse.Namespace) -> int:
         if args.tile_size is not None or args.stride is not None:
             raise GeoLinkError("--tile-size/--stride are for --geotiff")
         tile_list = tiles.tiles_from_folder(args.tiles, args.coords, args.footprint_m)
-    from geolink.cli.data import step_overrides
-
-    flags = {
-        "index_type": args.index_type,
-        "batch_size": args.batch_size,
-        "params.nlist": args.nlist,
-        "params.nprobe": args.nprobe,
-        "params.m": args.hnsw_m,
-        "params.ef_search": args.ef_search,
-    }
-    over = step_overrides(flags, args.overrides, "index option")
-    conf = store.resolve(over, args.preset)
     encoder = load_encoder(
         args.checkpoint, args.onnx, args.device, batch_size=conf.batch_size, threads=args.threads
     )
